@@ -1,0 +1,136 @@
+"""Turning the inputs a user gives into a stream of numpy batches.
+
+Accepted inputs: a numpy array (or anything `np.asarray` takes) with the batch on the
+first axis; a `tf.data.Dataset` whose elements are inputs or `(inputs, labels)`
+pairs, batched or not; or any other iterable of batches, each an array or an
+`(inputs, labels)` pair. Streams never hold more than one batch in memory, so memory
+does not grow with the number of inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .errors import DLCoverageError
+
+Batch = tuple[np.ndarray, "np.ndarray | None"]
+
+
+def _is_dataset(data: Any) -> bool:
+    # Checked by name so that plain numpy use never imports TensorFlow.
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
+
+
+def _split_pair(item: Any) -> Batch:
+    if isinstance(item, tuple | list) and len(item) in (2, 3) and not _is_array_like_batch(item):
+        return np.asarray(item[0]), np.asarray(item[1])
+    return np.asarray(item), None
+
+
+def _is_array_like_batch(item: Any) -> bool:
+    # A list of equally shaped numbers is one batch of inputs, not an (x, y) pair.
+    return isinstance(item, list) and all(np.isscalar(v) for v in item)
+
+
+def iter_batches(
+    x: Any, y: Any = None, *, batch_size: int = 128, input_rank: int | None = None
+) -> Iterator[Batch]:
+    """Yields `(inputs, labels)` batches of at most `batch_size` inputs.
+
+    Args:
+        x: the inputs (see the module docstring for the accepted forms).
+        y: labels for an array `x`, shape `(n,)` or `(n, classes)`; with datasets and
+            iterables, labels come from the elements instead.
+        batch_size: the batch size used to split arrays and unbatched datasets.
+        input_rank: rank of one batch of model inputs, batch axis included; used to tell
+            an unbatched dataset from a batched one.
+
+    Returns:
+        An iterator of pairs: inputs of shape `(batch, ...)`, and labels or `None`.
+    """
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise DLCoverageError(f"expected a positive integer batch_size; received {batch_size!r}")
+    if _is_dataset(x):
+        yield from _iter_dataset(x, batch_size, input_rank)
+        return
+    if isinstance(x, np.ndarray) or hasattr(x, "__array__") or isinstance(x, list):
+        yield from _iter_array(x, y, batch_size)
+        return
+    if not isinstance(x, Iterable):
+        raise DLCoverageError(
+            "expected inputs as a numpy array, a tf.data.Dataset or an iterable of batches; "
+            f"received {type(x).__name__}"
+        )
+    if y is not None:
+        raise DLCoverageError(
+            "labels must come inside the batches when inputs are an iterable; received a separate y"
+        )
+    for item in x:
+        inputs, labels = _split_pair(item)
+        yield from _iter_array(inputs, labels, batch_size)
+
+
+def _iter_array(x: Any, y: Any, batch_size: int) -> Iterator[Batch]:
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise DLCoverageError(
+            f"expected inputs with a batch axis first; received a scalar of dtype {x.dtype}"
+        )
+    if y is not None:
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise DLCoverageError(
+                f"expected one label per input; received {len(x)} inputs and {len(y)} labels"
+            )
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        yield x[start:stop], (None if y is None else y[start:stop])
+
+
+def _iter_dataset(dataset: Any, batch_size: int, input_rank: int | None) -> Iterator[Batch]:
+    spec = dataset.element_spec
+    x_spec = spec[0] if isinstance(spec, tuple) else spec
+    if input_rank is not None and x_spec.shape.rank == input_rank - 1:
+        dataset = dataset.batch(batch_size)
+    for item in dataset.as_numpy_iterator():
+        inputs, labels = _split_pair(item)
+        yield from _iter_array(inputs, labels, batch_size)
+
+
+def validate_batch(
+    x: np.ndarray, expected_shape: tuple, dtype: str = "float32", what: str = "inputs"
+) -> np.ndarray:
+    """Returns `x` in the model's input dtype after checking it against the input shape.
+
+    Args:
+        x: one batch, shape `(batch, ...)`.
+        expected_shape: the model's input shape with `None` for free axes, batch axis
+            included.
+        dtype: the model's input dtype.
+        what: how the error messages call the array.
+
+    Raises:
+        DLCoverageError: non-numeric dtype, wrong shape, NaN or infinity.
+    """
+    if x.dtype.kind not in "biuf":
+        raise DLCoverageError(f"expected numeric {what}; received an array of dtype {x.dtype}")
+    expected = tuple(expected_shape)
+    if x.ndim != len(expected) or any(
+        e is not None and e != r for e, r in zip(expected[1:], x.shape[1:], strict=True)
+    ):
+        shown = "(batch, " + ", ".join("?" if e is None else str(e) for e in expected[1:]) + ")"
+        raise DLCoverageError(
+            f"expected {what} of shape {shown} for this model; received shape {x.shape}"
+        )
+    x = x.astype(dtype, copy=False)
+    if not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise DLCoverageError(
+            f"expected finite {what}; received {bad} NaN or infinite values in a batch of {len(x)}"
+        )
+    return x
