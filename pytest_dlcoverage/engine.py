@@ -33,10 +33,8 @@ StateSet = Mapping[str, Criterion]
 
 
 def _count(x: Any) -> int | None:
-    try:
-        return len(x)
-    except TypeError:
-        return None
+    # Only an array knows its number of inputs up front; a dataset's len counts batches.
+    return len(x) if isinstance(x, np.ndarray) else None
 
 
 class CoverageMeter:
@@ -142,6 +140,8 @@ class CoverageMeter:
                 "IDC needs training labels to find the correctly classified inputs; received y=None"
             )
         fingerprint = self.fingerprint(x, y)
+        # A refit must never keep the profile of an earlier fit.
+        self.profile_ = self._capture = None
         path = None
         if cache_dir is not None:
             path = Path(cache_dir) / f"{cache_name}-{fingerprint[:20]}.npz"

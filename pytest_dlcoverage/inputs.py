@@ -37,6 +37,17 @@ def _is_array_like_batch(item: Any) -> bool:
     return isinstance(item, list) and all(np.isscalar(v) for v in item)
 
 
+def _is_list_of_batches(x: list, input_rank: int | None) -> bool:
+    # A list of arrays of the model's full input rank (or of (inputs, labels) pairs of
+    # them) is a list of batches; a list of single inputs or of numbers is one array.
+    if not x or input_rank is None:
+        return False
+    first = x[0]
+    if isinstance(first, tuple) and len(first) == 2:
+        first = first[0]
+    return hasattr(first, "__array__") and np.ndim(first) == input_rank
+
+
 def iter_batches(
     x: Any, y: Any = None, *, batch_size: int = 128, input_rank: int | None = None
 ) -> Iterator[Batch]:
@@ -58,7 +69,11 @@ def iter_batches(
     if _is_dataset(x):
         yield from _iter_dataset(x, batch_size, input_rank)
         return
-    if isinstance(x, np.ndarray) or hasattr(x, "__array__") or isinstance(x, list):
+    if (
+        isinstance(x, np.ndarray)
+        or hasattr(x, "__array__")
+        or (isinstance(x, list) and not _is_list_of_batches(x, input_rank))
+    ):
         yield from _iter_array(x, y, batch_size)
         return
     if not isinstance(x, Iterable):
