@@ -168,8 +168,11 @@ class ActivationCapture:
         self.input_shape = tuple(model.inputs[0].shape)
         self.input_dtype = model.inputs[0].dtype
         self.input_rank = len(self.input_shape)
+        # A signature with a free batch axis: the short last batch reuses the same graph
+        # instead of tracing a second one (tracing costs seconds on a ResNet).
         self._run = tf.function(
-            lambda x: self._graph(x, training=False), reduce_retracing=True, jit_compile=False
+            lambda x: self._graph(x, training=False),
+            input_signature=[tf.TensorSpec((None, *self.input_shape[1:]), self.input_dtype)],
         )
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ActivationBatch]:

@@ -79,6 +79,7 @@ def cluster_values(
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits
 
     values = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(values).all():
@@ -115,15 +116,18 @@ def cluster_values(
     for k in CLUSTER_COUNTS:
         if k > len(distinct):
             continue
-        kmeans = KMeans(n_clusters=k, n_init=KMEANS_INITS, random_state=seed).fit(column)
-        try:
-            score = silhouette_score(
-                column, kmeans.labels_, sample_size=sample_size, random_state=seed
-            )
-        except ValueError:
-            # The silhouette is undefined when the (sampled) values fall in one cluster
-            # or every value is its own cluster; such a k cannot be judged, so skip it.
-            continue
+        # One thread: scikit-learn's OpenMP threads fight TensorFlow's pool for the cores,
+        # which made 1-D k-means about 100 times slower than single-threaded here.
+        with threadpool_limits(1):
+            kmeans = KMeans(n_clusters=k, n_init=KMEANS_INITS, random_state=seed).fit(column)
+            try:
+                score = silhouette_score(
+                    column, kmeans.labels_, sample_size=sample_size, random_state=seed
+                )
+            except ValueError:
+                # The silhouette is undefined when the (sampled) values fall in one cluster
+                # or every value is its own cluster; such a k cannot be judged, so skip it.
+                continue
         if score > best_score:
             best_score, best_centroids = score, kmeans.cluster_centers_.ravel()
     if best_centroids is None:

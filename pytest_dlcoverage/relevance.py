@@ -216,7 +216,10 @@ class SubjectRelevance:
         self._probe = keras.Model(model.inputs, outputs)
         self.input_shape = tuple(model.inputs[0].shape)
         self.input_dtype = model.inputs[0].dtype
-        self._run = tf.function(self._compute, reduce_retracing=True, jit_compile=False)
+        self._run = tf.function(
+            self._compute,
+            input_signature=[tf.TensorSpec((None, *self.input_shape[1:]), self.input_dtype)],
+        )
 
     @staticmethod
     def _find_logit_layer(model: Any) -> Any:
