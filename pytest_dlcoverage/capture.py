@@ -163,7 +163,7 @@ class ActivationCapture:
         values = [reduced(layer) for layer in measured]
         joined = keras.ops.concatenate(values, axis=1) if len(values) > 1 else values[0]
         self._graph = keras.Model(
-            model.inputs, [model.outputs[0], joined, *(reduced(layer) for layer in extra)]
+            model.inputs[0], [model.outputs[0], joined, *(reduced(layer) for layer in extra)]
         )
         self.input_shape = tuple(model.inputs[0].shape)
         self.input_dtype = model.inputs[0].dtype

@@ -213,7 +213,7 @@ class SubjectRelevance:
         self._spatial_axes = tuple(range(1, len(shape) - 1))
         self._shared = subject_output is head_input
         outputs = [subject_output] if self._shared else [subject_output, head_input]
-        self._probe = keras.Model(model.inputs, outputs)
+        self._probe = keras.Model(model.inputs[0], outputs)
         self.input_shape = tuple(model.inputs[0].shape)
         self.input_dtype = model.inputs[0].dtype
         self._run = tf.function(
