@@ -27,11 +27,13 @@ def _update_array(digest: Any, array: np.ndarray) -> None:
 def model_fingerprint(model: Any) -> str:
     """Returns a digest of the model's architecture and every weight's value."""
     digest = hashlib.sha256()
+    # Layer by layer, without the model's own name: Keras numbers unnamed models in order
+    # of creation, so the same model built in two processes may be named differently.
     for layer in model.layers:
         digest.update(f"{type(layer).__name__}:{layer.name}".encode())
-    for weight in model.weights:
-        digest.update(weight.path.encode())
-        _update_array(digest, np.asarray(weight.numpy()))
+        for weight in layer.weights:
+            digest.update(weight.name.encode())
+            _update_array(digest, np.asarray(weight.numpy()))
     return digest.hexdigest()
 
 

@@ -1,0 +1,283 @@
+"""The HTML report: one self-contained page (`index.html` in the report folder) with the
+report's tables and two plots drawn with matplotlib and embedded as base64 PNG:
+coverage against accuracy per criterion (one point per model and suite), and each
+model's per-criterion coverage delta against its baseline.
+
+Figures are drawn on matplotlib's Agg canvas directly, without pyplot, so that writing
+the report never changes the user's matplotlib backend or global figure state.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+from ..fileio import atomic_write
+from . import (
+    Report,
+    correlation_notes,
+    coverage_cell,
+    coverage_percent,
+    number,
+    p_value_text,
+    percent,
+    points,
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;
+       padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
+h3 { font-size: 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }
+th.text, td.text { text-align: left; }
+th { background: #f3f3f3; }
+td.pass { color: #1a7f37; } td.fail { color: #c62828; font-weight: bold; }
+.banner { padding: 0.6em 1em; border-radius: 4px; }
+.banner.fail { background: #fdecea; color: #c62828; }
+.banner.pass { background: #e8f5e9; color: #1a7f37; }
+img { max-width: 100%; }
+.note { color: #666; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _table(
+    header: list[str],
+    rows: list[list[str]],
+    classes: list[list[str]] | None = None,
+    left: int = 1,
+) -> str:
+    """Returns an HTML table; the first `left` columns are text (left-aligned), and
+    `classes` gives each cell's CSS class."""
+
+    def cell(tag: str, text: str, j: int, css: str = "") -> str:
+        names = " ".join(n for n in (css, "text" if j < left else "") if n)
+        return (
+            f'<{tag} class="{names}">{_e(text)}</{tag}>' if names else f"<{tag}>{_e(text)}</{tag}>"
+        )
+
+    head = "".join(cell("th", h, j) for j, h in enumerate(header))
+    body = []
+    for i, row in enumerate(rows):
+        cells = [cell("td", c, j, classes[i][j] if classes else "") for j, c in enumerate(row)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _png(figure) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="" src="data:image/png;base64,{encoded}">'
+
+
+def scatter_plot(report: Report) -> str | None:
+    """Returns an `<img>` of coverage against accuracy, one panel per criterion and one
+    point per (model, suite) with an accuracy, or `None` when there is no such pair."""
+    from matplotlib.figure import Figure
+
+    pairs = [(m, s) for m in report.models for s in m.suites if s.accuracy is not None]
+    if not pairs:
+        return None
+    columns = min(3, len(report.criteria))
+    rows = math.ceil(len(report.criteria) / columns)
+    figure = Figure(figsize=(4.2 * columns, 3.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    markers = "osD^vP*X"
+    for index, criterion in enumerate(report.criteria):
+        ax = axes[index // columns][index % columns]
+        for k, model in enumerate(report.models):
+            points_ = [
+                (100 * s.accuracy, 100 * s.coverage[criterion].fraction)
+                for s in model.suites
+                if s.accuracy is not None
+                and criterion in s.coverage
+                and s.coverage[criterion].fraction is not None
+            ]
+            if points_:
+                xs, ys = zip(*points_, strict=True)
+                ax.scatter(xs, ys, label=model.name, marker=markers[k % len(markers)], alpha=0.8)
+        correlation = next(c for c in report.correlation if c.criterion == criterion)
+        subtitle = (
+            f"r = {correlation.pearson_r:.2f}, n = {correlation.n}"
+            if correlation.pearson_r is not None
+            else f"n = {correlation.n}"
+        )
+        ax.set_title(f"{criterion.upper()} ({subtitle})", fontsize=10)
+        ax.set_xlabel("accuracy (%)")
+        ax.set_ylabel("coverage (%)")
+        ax.grid(alpha=0.3)
+    for index in range(len(report.criteria), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def delta_plot(report: Report) -> str | None:
+    """Returns an `<img>` of each model's per-criterion coverage delta against its
+    baseline, in percentage points, or `None` when no model has a tracked baseline."""
+    from matplotlib.figure import Figure
+
+    models = [m for m in report.models if m.baseline_found]
+    if not models:
+        return None
+    figure = Figure(figsize=(max(5.0, 1.1 * len(report.criteria) * len(models) + 2), 3.6))
+    ax = figure.subplots()
+    width = 0.8 / len(models)
+    for k, model in enumerate(models):
+        values = [
+            float(model.delta[c]) * 100 if model.delta.get(c) is not None else 0.0
+            for c in report.criteria
+        ]
+        positions = [i - 0.4 + width * (k + 0.5) for i in range(len(report.criteria))]
+        bars = ax.bar(positions, values, width, label=f"{model.name} vs {model.baseline}")
+        ax.bar_label(bars, labels=[f"{v:+.1f}" for v in values], fontsize=8, padding=2)
+    ax.axhline(0, color="#444", linewidth=0.8)
+    ax.set_xticks(range(len(report.criteria)))
+    ax.set_xticklabels([c.upper() for c in report.criteria])
+    ax.set_ylabel("coverage delta (percentage points)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def render(report: Report) -> str:
+    """Returns the report as one self-contained HTML page."""
+    parts = ["<h1>DL coverage report</h1>"]
+    if report.failed:
+        parts.append(
+            f'<p class="banner fail">Coverage checks failed: {report.failure_summary()}.</p>'
+        )
+    elif report.verdicts:
+        parts.append('<p class="banner pass">All coverage thresholds passed.</p>')
+    for missing in report.missing:
+        parts.append(f'<p class="banner fail">Missing coverage data: {_e(missing)}</p>')
+    if not report.models:
+        parts.append("<p>No model was tracked.</p>")
+
+    parts.append("<h2>Models</h2>")
+    for model in report.models:
+        parts.append(
+            f"<h3>{_e(model.name)}</h3><p class='note'>{model.inputs} inputs in "
+            f"{len(model.suites)} suites"
+            + (f"; baseline {_e(model.baseline)}" if model.baseline else "")
+            + ("" if model.baseline_found or not model.baseline else " (not tracked)")
+            + "</p>"
+        )
+        header = ["Criterion", "Covered", "Coverage"]
+        if model.baseline_found:
+            header.append(f"vs {model.baseline}")
+        rows = []
+        for c in report.criteria:
+            row = [
+                c.upper(),
+                coverage_cell(model.coverage.get(c)),
+                coverage_percent(model.coverage.get(c)),
+            ]
+            if model.baseline_found:
+                row.append(points(model.delta.get(c), signed=True))
+            rows.append(row)
+        parts.append(_table(header, rows))
+
+        if model.suites:
+            header = ["Suite", "Inputs", "Accuracy", *(c.upper() for c in report.criteria)]
+            rows = [
+                [
+                    s.name,
+                    str(s.inputs),
+                    percent(s.accuracy_exact),
+                    *(coverage_percent(s.coverage.get(c)) for c in report.criteria),
+                ]
+                for s in model.suites
+            ]
+            parts.append(_table(header, rows))
+
+        layer_criteria = [c for c in report.criteria if any(c in v for v in model.layers.values())]
+        if model.layers and layer_criteria:
+            rows = [
+                [layer, *(coverage_percent(cov.get(c)) for c in layer_criteria)]
+                for layer, cov in model.layers.items()
+            ]
+            parts.append("<details><summary>Per layer</summary>")
+            parts.append(_table(["Layer", *(c.upper() for c in layer_criteria)], rows))
+            parts.append("</details>")
+
+    if any(model.suites for model in report.models):
+        parts.append("<h2>Accuracy and coverage</h2>")
+        rows = [
+            [
+                c.criterion.upper(),
+                number(c.pearson_r),
+                p_value_text(c.p_value),
+                number(c.spearman_rho),
+                str(c.n),
+                str(c.dropped),
+            ]
+            for c in report.correlation
+        ]
+        header = ["Criterion", "Pearson r", "p-value", "Spearman rho", "n", "Dropped"]
+        parts.append(_table(header, rows))
+        for note in correlation_notes(report.correlation):
+            parts.append(f"<p class='note'>{_e(note)}</p>")
+        scatter = scatter_plot(report)
+        if scatter:
+            parts.append(scatter)
+
+    deltas = delta_plot(report)
+    if deltas:
+        parts.append("<h2>Coverage against the baseline</h2>")
+        parts.append(deltas)
+
+    if report.comparison is not None:
+        parts.append(f"<h2>Change against {_e(report.comparison.source)}</h2>")
+        rows = [
+            [
+                ch.model,
+                ch.criterion.upper(),
+                coverage_percent(ch.before),
+                coverage_percent(ch.after),
+                ch.note or points(ch.change, signed=True),
+            ]
+            for ch in report.comparison.changes
+        ]
+        parts.append(_table(["Model", "Criterion", "Before", "Now", "Change"], rows, left=2))
+
+    if report.verdicts:
+        parts.append("<h2>Thresholds</h2>")
+        rows = [
+            [v.model, v.criterion.upper(), "pass" if v.passed else "FAIL", v.message()]
+            for v in report.verdicts
+        ]
+        classes = [["", "", "pass" if v.passed else "fail", ""] for v in report.verdicts]
+        parts.append(_table(["Model", "Criterion", "Result", "Detail"], rows, classes, left=4))
+
+    body = "\n".join(parts)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<title>DL coverage report</title>"
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def write(report: Report, folder: Path) -> Path:
+    """Writes the page to `folder/index.html` atomically.
+
+    Returns:
+        The path of the page.
+    """
+    path = Path(folder) / "index.html"
+    atomic_write(path, render(report))
+    return path
