@@ -1,9 +1,9 @@
 """The report model: what every report format shows, built once per session.
 
 `pytest_dlcoverage.session.build_report` turns the session's measurements into a
-`Report`; each format (`term`, `jsonreport`, `markdown`, `html`) only renders it. Numbers
-stay exact here (`Coverage` integers, `Fraction` deltas and thresholds); formats round
-them for display only.
+`Report`; each format (`term`, `jsonreport`, `markdown`, `html`) only renders it, from
+table cells that `tables` writes once for all of them. Numbers stay exact here (`Coverage`
+integers, `Fraction` deltas and thresholds); formats round them for display only.
 """
 
 from __future__ import annotations

@@ -16,16 +16,7 @@ import math
 from pathlib import Path
 
 from ..fileio import atomic_write
-from . import (
-    Report,
-    correlation_notes,
-    coverage_cell,
-    coverage_percent,
-    number,
-    p_value_text,
-    percent,
-    points,
-)
+from . import Report, correlation_notes, tables
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;
@@ -49,25 +40,25 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-def _table(
-    header: list[str],
-    rows: list[list[str]],
-    classes: list[list[str]] | None = None,
-    left: int = 1,
-) -> str:
-    """Returns an HTML table; the first `left` columns are text (left-aligned), and
-    `classes` gives each cell's CSS class."""
+# The page marks verdicts only; deltas carry their sign in the text.
+_CLASSES = {"pass": "pass", "fail": "fail"}
 
-    def cell(tag: str, text: str, j: int, css: str = "") -> str:
-        names = " ".join(n for n in (css, "text" if j < left else "") if n)
+
+def _table(table: tables.Table) -> str:
+    """Returns a table as HTML: text columns get the class "text" (aligned left), and a
+    verdict its class "pass" or "fail"."""
+
+    def cell(tag: str, text: str, j: int, tone: str = "") -> str:
+        css = _CLASSES.get(tone, "")
+        names = " ".join(n for n in (css, "text" if j < table.text_columns else "") if n)
         return (
             f'<{tag} class="{names}">{_e(text)}</{tag}>' if names else f"<{tag}>{_e(text)}</{tag}>"
         )
 
-    head = "".join(cell("th", h, j) for j, h in enumerate(header))
+    head = "".join(cell("th", h, j) for j, h in enumerate(table.header))
     body = []
-    for i, row in enumerate(rows):
-        cells = [cell("td", c, j, classes[i][j] if classes else "") for j, c in enumerate(row)]
+    for i, row in enumerate(table.rows):
+        cells = [cell("td", c, j, table.tone(i, j)) for j, c in enumerate(row)]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -177,59 +168,22 @@ def render(report: Report) -> str:
             + ("" if model.baseline_found or not model.baseline else " (not tracked)")
             + "</p>"
         )
-        header = ["Criterion", "Covered", "Coverage"]
-        if model.baseline_found:
-            header.append(f"vs {model.baseline}")
-        rows = []
-        for c in report.criteria:
-            row = [
-                c.upper(),
-                coverage_cell(model.coverage.get(c)),
-                coverage_percent(model.coverage.get(c)),
-            ]
-            if model.baseline_found:
-                row.append(points(model.delta.get(c), signed=True))
-            rows.append(row)
-        parts.append(_table(header, rows))
+        parts.append(_table(tables.model_table(report, model)))
 
-        if model.suites:
-            header = ["Suite", "Inputs", "Accuracy", *(c.upper() for c in report.criteria)]
-            rows = [
-                [
-                    s.name,
-                    str(s.inputs),
-                    percent(s.accuracy_exact),
-                    *(coverage_percent(s.coverage.get(c)) for c in report.criteria),
-                ]
-                for s in model.suites
-            ]
-            parts.append(_table(header, rows))
+        suites = tables.suite_table(report, model)
+        if suites is not None:
+            parts.append(_table(suites))
 
-        layer_criteria = [c for c in report.criteria if any(c in v for v in model.layers.values())]
-        if model.layers and layer_criteria:
-            rows = [
-                [layer, *(coverage_percent(cov.get(c)) for c in layer_criteria)]
-                for layer, cov in model.layers.items()
-            ]
+        layers = tables.layer_table(report, model)
+        if layers is not None:
             parts.append("<details><summary>Per layer</summary>")
-            parts.append(_table(["Layer", *(c.upper() for c in layer_criteria)], rows))
+            parts.append(_table(layers))
             parts.append("</details>")
 
-    if any(model.suites for model in report.models):
+    correlation = tables.correlation_table(report)
+    if correlation is not None:
         parts.append("<h2>Accuracy and coverage</h2>")
-        rows = [
-            [
-                c.criterion.upper(),
-                number(c.pearson_r),
-                p_value_text(c.p_value),
-                number(c.spearman_rho),
-                str(c.n),
-                str(c.dropped),
-            ]
-            for c in report.correlation
-        ]
-        header = ["Criterion", "Pearson r", "p-value", "Spearman rho", "n", "Dropped"]
-        parts.append(_table(header, rows))
+        parts.append(_table(correlation))
         for note in correlation_notes(report.correlation):
             parts.append(f"<p class='note'>{_e(note)}</p>")
         scatter = scatter_plot(report)
@@ -243,26 +197,11 @@ def render(report: Report) -> str:
 
     if report.comparison is not None:
         parts.append(f"<h2>Change against {_e(report.comparison.source)}</h2>")
-        rows = [
-            [
-                ch.model,
-                ch.criterion.upper(),
-                coverage_percent(ch.before),
-                coverage_percent(ch.after),
-                ch.note or points(ch.change, signed=True),
-            ]
-            for ch in report.comparison.changes
-        ]
-        parts.append(_table(["Model", "Criterion", "Before", "Now", "Change"], rows, left=2))
+        parts.append(_table(tables.comparison_table(report.comparison)))
 
     if report.verdicts:
         parts.append("<h2>Thresholds</h2>")
-        rows = [
-            [v.model, v.criterion.upper(), "pass" if v.passed else "FAIL", v.message()]
-            for v in report.verdicts
-        ]
-        classes = [["", "", "pass" if v.passed else "fail", ""] for v in report.verdicts]
-        parts.append(_table(["Model", "Criterion", "Result", "Detail"], rows, classes, left=4))
+        parts.append(_table(tables.threshold_table(report.verdicts)))
 
     body = "\n".join(parts)
     return (

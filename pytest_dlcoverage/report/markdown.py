@@ -9,27 +9,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import atomic_write
-from . import (
-    Report,
-    correlation_notes,
-    coverage_cell,
-    coverage_percent,
-    number,
-    p_value_text,
-    percent,
-    points,
-)
+from . import Report, correlation_notes, tables
 
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
-    align = [":--" if i < right_from else "--:" for i in range(len(header))]
-    lines = ["| " + " | ".join(_escape(h) for h in header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+def _table(table: tables.Table) -> list[str]:
+    """Returns a table's Markdown lines and a blank line; a failed verdict is bold."""
+
+    def cell(text: str, tone: str) -> str:
+        return f"**{_escape(text)}**" if tone == "fail" else _escape(text)
+
+    align = [":--" if j < table.text_columns else "--:" for j in range(len(table.header))]
+    lines = [
+        "| " + " | ".join(_escape(h) for h in table.header) + " |",
+        "|" + "|".join(align) + "|",
+    ]
+    for i, row in enumerate(table.rows):
+        cells = [cell(text, table.tone(i, j)) for j, text in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _code(name: str) -> str:
+    return f"`{name}`"
 
 
 def render(report: Report) -> str:
@@ -42,86 +47,36 @@ def render(report: Report) -> str:
         out += ["No model was tracked.", ""]
 
     for model in report.models:
-        out += [f"### Model `{model.name}`", ""]
+        out += [f"### Model {_code(model.name)}", ""]
         out += [f"{model.inputs} inputs in {len(model.suites)} suites.", ""]
-        header = ["Criterion", "Covered", "Coverage"]
-        if model.baseline_found:
-            header.append(f"vs `{model.baseline}`")
-        rows = []
-        for c in report.criteria:
-            row = [
-                c.upper(),
-                coverage_cell(model.coverage.get(c)),
-                coverage_percent(model.coverage.get(c)),
-            ]
-            if model.baseline_found:
-                row.append(points(model.delta.get(c), signed=True))
-            rows.append(row)
-        out += _table(header, rows)
+        out += _table(tables.model_table(report, model, quote=_code))
         if model.baseline is not None and not model.baseline_found:
-            out += [f"Baseline `{model.baseline}` was not tracked.", ""]
+            out += [f"Baseline {_code(model.baseline)} was not tracked.", ""]
 
-        if model.suites:
-            header = ["Suite", "Inputs", "Accuracy", *(c.upper() for c in report.criteria)]
-            rows = [
-                [
-                    s.name,
-                    str(s.inputs),
-                    percent(s.accuracy_exact),
-                    *(coverage_percent(s.coverage.get(c)) for c in report.criteria),
-                ]
-                for s in model.suites
-            ]
-            out += _table(header, rows)
+        suites = tables.suite_table(report, model)
+        if suites is not None:
+            out += _table(suites)
 
-        layer_criteria = [c for c in report.criteria if any(c in v for v in model.layers.values())]
-        if model.layers and layer_criteria:
+        layers = tables.layer_table(report, model)
+        if layers is not None:
             out += ["<details><summary>Per layer</summary>", ""]
-            rows = [
-                [layer, *(coverage_percent(cov.get(c)) for c in layer_criteria)]
-                for layer, cov in model.layers.items()
-            ]
-            out += _table(["Layer", *(c.upper() for c in layer_criteria)], rows)
+            out += _table(layers)
             out += ["</details>", ""]
 
-    if any(model.suites for model in report.models):
+    correlation = tables.correlation_table(report)
+    if correlation is not None:
         out += ["### Accuracy/coverage correlation", ""]
-        rows = [
-            [
-                c.criterion.upper(),
-                number(c.pearson_r),
-                p_value_text(c.p_value),
-                number(c.spearman_rho),
-                str(c.n),
-                str(c.dropped),
-            ]
-            for c in report.correlation
-        ]
-        out += _table(["Criterion", "Pearson r", "p-value", "Spearman rho", "n", "Dropped"], rows)
+        out += _table(correlation)
         notes = correlation_notes(report.correlation)
         out += [f"- {note}" for note in notes] + ([""] if notes else [])
 
     if report.comparison is not None:
-        out += [f"### Change against `{report.comparison.source}`", ""]
-        rows = [
-            [
-                ch.model,
-                ch.criterion.upper(),
-                coverage_percent(ch.before),
-                coverage_percent(ch.after),
-                ch.note or points(ch.change, signed=True),
-            ]
-            for ch in report.comparison.changes
-        ]
-        out += _table(["Model", "Criterion", "Before", "Now", "Change"], rows, right_from=2)
+        out += [f"### Change against {_code(report.comparison.source)}", ""]
+        out += _table(tables.comparison_table(report.comparison))
 
     if report.verdicts:
         out += ["### Thresholds", ""]
-        rows = [
-            [v.model, v.criterion.upper(), "pass" if v.passed else "**FAIL**", v.message()]
-            for v in report.verdicts
-        ]
-        out += _table(["Model", "Criterion", "Result", "Detail"], rows, right_from=4)
+        out += _table(tables.threshold_table(report.verdicts))
     for missing in report.missing:
         out += [f"**Missing coverage data:** {missing}", ""]
     return "\n".join(out) + "\n"

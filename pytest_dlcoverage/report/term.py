@@ -8,7 +8,8 @@ ASCII text.
 from __future__ import annotations
 
 import io
-from fractions import Fraction
+from collections.abc import Mapping
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -19,13 +20,10 @@ from . import (
     ModelResult,
     Report,
     correlation_notes,
-    coverage_cell,
-    coverage_percent,
     distinct_texts,
-    number,
-    p_value_text,
     percent,
     points,
+    tables,
 )
 
 # Dashes under the header and nothing else, so that plain text reads well in a log.
@@ -40,6 +38,10 @@ PLAIN = box.Box(
     "    \n",  # bottom
     ascii=True,
 )
+
+
+# How each tone of `tables.Table` looks on a terminal with colour.
+TONES = {"gain": "green", "loss": "red", "pass": "green", "fail": "bold red"}
 
 
 class _Style:
@@ -59,17 +61,35 @@ class _Style:
     def titled(self, title: str, table: Table) -> Group:
         return Group(Text(title, style="bold" if self.markup else ""), table)
 
-    def delta(self, value: Fraction | None) -> Text:
-        text = Text(points(value, signed=True))
-        if self.markup and value:
-            text.stylize("green" if value > 0 else "red")
-        return text
-
-    def verdict(self, passed: bool) -> Text:
-        text = Text("pass" if passed else "FAIL")
+    def cell(self, text: str, tone: str) -> RenderableType:
+        """Returns a cell, coloured by its tone; a cell without a tone stays a string,
+        which rich reads as console markup like every other string cell."""
+        if not tone:
+            return text
+        styled = Text(text)
         if self.markup:
-            text.stylize("green" if passed else "bold red")
-        return text
+            styled.stylize(TONES[tone])
+        return styled
+
+    def rich_table(
+        self, table: tables.Table, columns: Mapping[int, Mapping[str, Any]] | None = None
+    ) -> Table:
+        """Returns a shared table as a rich table; text columns are aligned left, the
+        others right.
+
+        Args:
+            table: the table's cells.
+            columns: per column index, options for `Table.add_column` that override
+                these (a shorter "header", "overflow", "ratio").
+        """
+        columns = columns or {}
+        rich = self.table()
+        for j, title in enumerate(table.header):
+            options = {"header": title, "justify": "left" if j < table.text_columns else "right"}
+            rich.add_column(**{**options, **columns.get(j, {})})
+        for i, row in enumerate(table.rows):
+            rich.add_row(*(self.cell(text, table.tone(i, j)) for j, text in enumerate(row)))
+        return rich
 
     def alarm(self, text: str) -> Text:
         return Text(text, style="bold red" if self.markup else "")
@@ -93,8 +113,11 @@ def renderables(report: Report, verbose: bool = False, markup: bool = False) -> 
             parts.append(Text(f"Baseline {model.baseline!r} of {model.name!r} was not tracked."))
         if verbose:
             parts.extend(_verbose_tables(report, model, style))
-    if any(model.suites for model in report.models):
-        parts.append(_correlation_table(report, style))
+    correlation = tables.correlation_table(report)
+    if correlation is not None:
+        notes = [Text(note) for note in correlation_notes(report.correlation)]
+        title = "Accuracy/coverage correlation over (model, suite) pairs"
+        parts.append(Group(style.titled(title, style.rich_table(correlation)), *notes))
     if report.comparison is not None:
         parts.append(_comparison_table(report, style))
     if report.verdicts:
@@ -105,94 +128,33 @@ def renderables(report: Report, verbose: bool = False, markup: bool = False) -> 
 
 
 def _model_table(report: Report, model: ModelResult, style: _Style) -> Group:
-    table = style.table()
-    table.add_column("Criterion")
-    table.add_column("Covered", justify="right")
-    table.add_column("Coverage", justify="right")
-    if model.baseline_found:
-        table.add_column(f"vs {model.baseline}", justify="right", overflow="fold")
-    for criterion in report.criteria:
-        coverage = model.coverage.get(criterion)
-        row: list[RenderableType] = [
-            criterion.upper(),
-            coverage_cell(coverage),
-            coverage_percent(coverage),
-        ]
-        if model.baseline_found:
-            row.append(style.delta(model.delta.get(criterion)))
-        table.add_row(*row)
+    # The column "vs BASELINE" (index 3, present with a tracked baseline) folds a long name.
+    table = style.rich_table(tables.model_table(report, model), {3: {"overflow": "fold"}})
     title = f"Model {model.name}: {model.inputs} inputs in {len(model.suites)} suites"
     return style.titled(title, table)
 
 
 def _verbose_tables(report: Report, model: ModelResult, style: _Style) -> list[Group]:
-    tables = []
-    layer_criteria = [c for c in report.criteria if any(c in v for v in model.layers.values())]
-    if model.layers and layer_criteria:
-        table = style.table()
-        table.add_column("Layer", overflow="fold")
-        for criterion in layer_criteria:
-            table.add_column(criterion.upper(), justify="right")
-        for layer, coverage in model.layers.items():
-            table.add_row(layer, *(coverage_percent(coverage.get(c)) for c in layer_criteria))
-        tables.append(style.titled(f"Model {model.name}, per layer", table))
+    groups = []
+    layers = tables.layer_table(report, model)
+    if layers is not None:
+        table = style.rich_table(layers, {0: {"overflow": "fold"}})
+        groups.append(style.titled(f"Model {model.name}, per layer", table))
 
-    if model.suites:
-        table = style.table()
-        table.add_column("Suite", overflow="fold", ratio=1)
-        table.add_column("Inputs", justify="right")
-        table.add_column("Acc.", justify="right")
-        for criterion in report.criteria:
-            table.add_column(criterion.upper(), justify="right")
-        for suite in model.suites:
-            table.add_row(
-                suite.name,
-                str(suite.inputs),
-                percent(suite.accuracy_exact),
-                *(coverage_percent(suite.coverage.get(c)) for c in report.criteria),
-            )
-        tables.append(style.titled(f"Model {model.name}, per suite", table))
-    return tables
-
-
-def _correlation_table(report: Report, style: _Style) -> Group:
-    table = style.table()
-    table.add_column("Criterion")
-    table.add_column("Pearson r", justify="right")
-    table.add_column("p-value", justify="right")
-    table.add_column("Spearman rho", justify="right")
-    table.add_column("n", justify="right")
-    table.add_column("Dropped", justify="right")
-    for c in report.correlation:
-        table.add_row(
-            c.criterion.upper(),
-            number(c.pearson_r),
-            p_value_text(c.p_value),
-            number(c.spearman_rho),
-            str(c.n),
-            str(c.dropped),
+    suites = tables.suite_table(report, model)
+    if suites is not None:
+        # On 80 columns the suite names (test ids) need the room that "Accuracy" takes.
+        table = style.rich_table(
+            suites, {0: {"overflow": "fold", "ratio": 1}, 2: {"header": "Acc."}}
         )
-    notes = [Text(note) for note in correlation_notes(report.correlation)]
-    title = "Accuracy/coverage correlation over (model, suite) pairs"
-    return Group(style.titled(title, table), *notes)
+        groups.append(style.titled(f"Model {model.name}, per suite", table))
+    return groups
 
 
 def _comparison_table(report: Report, style: _Style) -> Group:
     assert report.comparison is not None
-    table = style.table()
-    table.add_column("Model", overflow="fold")
-    table.add_column("Criterion")
-    table.add_column("Before", justify="right")
-    table.add_column("Now", justify="right")
-    table.add_column("Change", justify="right", overflow="fold")
-    for change in report.comparison.changes:
-        table.add_row(
-            change.model,
-            change.criterion.upper(),
-            coverage_percent(change.before),
-            coverage_percent(change.after),
-            change.note or style.delta(change.change),
-        )
+    shared = tables.comparison_table(report.comparison)
+    table = style.rich_table(shared, {0: {"overflow": "fold"}, 4: {"overflow": "fold"}})
     return style.titled(f"Change against {report.comparison.source}", table)
 
 
@@ -211,7 +173,13 @@ def _verdict_table(report: Report, style: _Style) -> Group:
             measured, required = distinct_texts(v.measured, v.required, points)
             measured = "n/a" if v.measured is None else f"fell {measured}"
             required = f"fall <= {required}"
-        table.add_row(v.model, v.criterion.upper(), measured, required, style.verdict(v.passed))
+        table.add_row(
+            v.model,
+            v.criterion.upper(),
+            measured,
+            required,
+            style.cell("pass", "pass") if v.passed else style.cell("FAIL", "fail"),
+        )
     return style.titled("Thresholds", table)
 
 
