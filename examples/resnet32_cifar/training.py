@@ -283,6 +283,7 @@ class _TrainingProgress:
                         f"{progress.description}: epoch {epoch + 1}/{progress.epochs} "
                         f"{_logs_text(logs)} ({elapsed:.0f} s)",
                         highlight=False,
+                        soft_wrap=True,
                     )
 
         self.callback = Callback()
