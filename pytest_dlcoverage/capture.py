@@ -91,8 +91,34 @@ def default_layers(model: Any) -> list[str]:
     ]
 
 
-def _neurons(layer: Any) -> int:
-    shape = layer.output.shape
+def model_node(model: Any, layer: Any) -> Any:
+    """Returns the node at which `model`'s own graph calls `layer`.
+
+    `layer.output` is the output of the layer's first call, which is not always a call
+    inside this model: a Sequential model loaded from a `.keras` file calls its layers
+    once when it is rebuilt and once more in the graph it keeps. The node's
+    `output_tensors` and `input_tensors` belong to the model's graph. A layer called
+    several times in one model (a shared layer) is measured at its first call.
+    """
+    # A Sequential model keeps its graph as a Functional model of its own.
+    graph = getattr(model, "_functional", None) or model
+    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if node.operation is layer:
+                return node
+    raise DLCoverageError(
+        f"layer {layer.name!r} is not called in the graph of model {model.name!r}; layers "
+        "inside nested models cannot be measured on their own"
+    )
+
+
+def layer_output(model: Any, layer: Any) -> Any:
+    """Returns the symbolic output of `layer` inside `model`'s graph."""
+    return model_node(model, layer).output_tensors[0]
+
+
+def _neurons(layer: Any, output: Any) -> int:
+    shape = output.shape
     if len(shape) < 2 or shape[-1] is None:
         raise DLCoverageError(
             f"layer {layer.name!r} has output shape {tuple(shape)}; expected (batch, units) or "
@@ -147,16 +173,18 @@ class ActivationCapture:
         self.model = model
         measured = resolve_layers(model, layers)
         extra = resolve_layers(model, list(extra_layers)) if extra_layers else []
+        outputs = {id(layer): layer_output(model, layer) for layer in measured + extra}
         self.layout = NeuronLayout(
-            tuple(layer.name for layer in measured), tuple(_neurons(layer) for layer in measured)
+            tuple(layer.name for layer in measured),
+            tuple(_neurons(layer, outputs[id(layer)]) for layer in measured),
         )
         self.extra_names = tuple(layer.name for layer in extra)
         for layer in extra:
-            _neurons(layer)
+            _neurons(layer, outputs[id(layer)])
 
         def reduced(layer: Any) -> Any:
             # Channel mean over every axis but batch and channels: (b, h, w, c) -> (b, c).
-            out = keras.ops.cast(layer.output, "float32")
+            out = keras.ops.cast(outputs[id(layer)], "float32")
             axes = tuple(range(1, len(out.shape) - 1))
             return keras.ops.mean(out, axis=axes) if axes else out
 

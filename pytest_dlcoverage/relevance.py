@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .capture import check_model
+from .capture import check_model, layer_output, model_node
 from .errors import DLCoverageError, UnsupportedLayerError
 from .inputs import validate_batch
 
@@ -169,7 +169,7 @@ class SubjectRelevance:
         check_model(model)
         self.model = model
         self.logit_layer = self._find_logit_layer(model)
-        head_input = self.logit_layer.input
+        head_input = model_node(model, self.logit_layer).input_tensors[0]
         if layer is None:
             subject = _producer(head_input)
         else:
@@ -182,7 +182,7 @@ class SubjectRelevance:
             subject = model.get_layer(layer)
         self.subject = subject
         self.subject_name: str = subject.name
-        subject_output = subject.output
+        subject_output = layer_output(model, subject)
 
         between = _layers_between(subject_output, head_input)
         if between is None or subject is self.logit_layer:
@@ -237,7 +237,7 @@ class SubjectRelevance:
                     f"{_activation_name(output_layer)}; expected softmax or linear after the "
                     "logit layer"
                 )
-            logit_layer = _producer(output_layer.input)
+            logit_layer = _producer(model_node(model, output_layer).input_tensors[0])
         if type(logit_layer) is not keras.layers.Dense or logit_layer.activation not in (
             keras.activations.linear,
             keras.activations.softmax,

@@ -554,3 +554,27 @@ def test_the_engine_never_imports_pytest():
     count, loaded = printed.split(" ", 1)
     assert int(count) >= 10
     assert loaded == "[]"
+
+
+# -- models loaded from files -------------------------------------------------------------
+
+
+def test_a_sequential_model_loaded_from_a_keras_file_measures_like_the_original(
+    dense, features, tmp_path
+):
+    # A loaded Sequential model calls its layers twice (rebuild and graph); every criterion,
+    # IDC included, must read the layers' values inside the model's own graph.
+    x, _ = features
+    y = dense.predict(x, verbose=0).argmax(axis=1)
+    dense.save(tmp_path / "net.keras")
+    loaded = keras.models.load_model(tmp_path / "net.keras")
+
+    results = []
+    for model in (dense, loaded):
+        meter = CoverageMeter(model, params={"idc": {"m": 3}}, progress=False).fit(x, y)
+        states = meter.new_states()
+        meter.observe(x[:40], states)
+        results.append({name: state.coverage() for name, state in states.items()})
+
+    assert set(results[0]) == set(DEFAULT_CRITERIA)
+    assert results[0] == results[1]
