@@ -147,6 +147,9 @@ def _verbose_tables(report: Report, model: ModelResult, style: _Style) -> list[G
         table = style.rich_table(
             suites, {0: {"overflow": "fold", "ratio": 1}, 2: {"header": "Acc."}}
         )
+        # Nine columns: one space between them instead of two leaves room for names such
+        # as "point_noise" before they fold.
+        table.collapse_padding = True
         groups.append(style.titled(f"Model {model.name}, per suite", table))
     return groups
 
