@@ -138,6 +138,11 @@ def resolve_layers(model: Any, names: Sequence[str] | None) -> list[Any]:
             )
     if isinstance(names, str):
         names = [names]
+    if len(names) == 0:
+        raise DLCoverageError(
+            f"expected at least one layer name for model {model.name!r}; received an empty "
+            "list (pass None for the default layers)"
+        )
     valid = [layer.name for layer in model.layers]
     unknown = [n for n in names if n not in valid]
     if unknown:

@@ -149,7 +149,7 @@ class CoverageMeter:
         if self.profile_ is None:
             self.profile_ = self._build_profile(x, y, fingerprint)
             if path is not None:
-                self.profile_.save(path)
+                self._save_cached(path)
         self._capture = self._make_capture()
         return self
 
@@ -169,6 +169,18 @@ class CoverageMeter:
             )
             return None
         return profile
+
+    def _save_cached(self, path: Path) -> None:
+        try:
+            self.profile_.save(path)
+        except OSError as error:
+            # The profile is valid; only its reuse by a later run is lost.
+            warnings.warn(
+                f"cannot write the training profile cache {path}: {error.strerror or error}; "
+                "the profile is used but will be rebuilt next time",
+                ProfileCacheWarning,
+                stacklevel=3,
+            )
 
     def _build_profile(self, x: Any, y: Any, fingerprint: str) -> TrainingProfile:
         ranges = RangeStats.empty(self.layout.size)

@@ -10,7 +10,7 @@ does not grow with the number of inputs.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,16 @@ def _is_dataset(data: Any) -> bool:
     return tf is not None and isinstance(data, tf.data.Dataset)
 
 
+def _refuse_named_inputs(item: Any) -> None:
+    if isinstance(item, Mapping):
+        raise DLCoverageError(
+            "expected each batch as an array or an (inputs, labels) pair; received a dict "
+            f"with keys {sorted(map(str, item))} (models with named inputs are not supported)"
+        )
+
+
 def _split_pair(item: Any) -> Batch:
+    _refuse_named_inputs(item)
     if isinstance(item, tuple | list) and len(item) in (2, 3) and not _is_array_like_batch(item):
         return np.asarray(item[0]), np.asarray(item[1])
     return np.asarray(item), None
@@ -43,6 +52,8 @@ def _is_list_of_batches(x: list, input_rank: int | None) -> bool:
     if not x or input_rank is None:
         return False
     first = x[0]
+    if isinstance(first, Mapping):
+        return True  # batches of named inputs, refused with a clear message later
     if isinstance(first, tuple) and len(first) == 2:
         first = first[0]
     return hasattr(first, "__array__") and np.ndim(first) == input_rank
@@ -110,6 +121,7 @@ def _iter_array(x: Any, y: Any, batch_size: int) -> Iterator[Batch]:
 def _iter_dataset(dataset: Any, batch_size: int, input_rank: int | None) -> Iterator[Batch]:
     spec = dataset.element_spec
     x_spec = spec[0] if isinstance(spec, tuple) else spec
+    _refuse_named_inputs(x_spec)
     if input_rank is not None and x_spec.shape.rank == input_rank - 1:
         dataset = dataset.batch(batch_size)
     for item in dataset.as_numpy_iterator():

@@ -578,3 +578,34 @@ def test_a_sequential_model_loaded_from_a_keras_file_measures_like_the_original(
 
     assert set(results[0]) == set(DEFAULT_CRITERIA)
     assert results[0] == results[1]
+
+
+# -- more bad input -------------------------------------------------------------------------
+
+
+def test_an_empty_layer_list_is_an_error_not_the_default(dense):
+    with pytest.raises(DLCoverageError, match="at least one layer name.*received an empty"):
+        meter_of(dense, layers=[])
+
+
+def test_a_kmnc_k_too_large_to_hold_is_refused_before_any_allocation(dense, features):
+    meter = meter_of(dense, criteria=("kmnc",), params={"kmnc": {"k": 10**12}}).fit(features[0])
+    with pytest.raises(DLCoverageError, match=r"kmnc: 9 neurons with 1000000000000 cells"):
+        meter.new_states()
+
+
+def test_batches_of_named_inputs_are_refused_clearly(fitted, images):
+    dataset = tf.data.Dataset.from_tensor_slices({"image": images}).batch(10)
+    with pytest.raises(DLCoverageError, match=r"received a dict with keys \['image'\]"):
+        fitted.observe(dataset, fitted.new_states())
+    with pytest.raises(DLCoverageError, match="received a dict"):
+        fitted.observe([{"image": images[:10]}], fitted.new_states())
+
+
+def test_an_unwritable_cache_folder_warns_and_still_gives_the_profile(dense, features, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.warns(ProfileCacheWarning, match="cannot write the training profile cache"):
+        meter = meter_of(dense).fit(features[0], cache_dir=blocked / "cache")
+    reference = meter_of(dense).fit(features[0])
+    np.testing.assert_array_equal(meter.profile_.high, reference.profile_.high)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from ..profile import TrainingProfile
 
 MAGIC = b"DLCS1"
+# A bitset criterion keeps one byte per cell while measuring; beyond this many cells
+# (2 GiB) a parameter is almost certainly a typo (KMNC k = 10**9) rather than a wish.
+MAX_CELLS = 2**31
 REGISTRY: dict[str, type[Criterion]] = {}
 
 
@@ -202,6 +205,13 @@ class BitsetCriterion(Criterion):
         self, layout: NeuronLayout, profile: TrainingProfile | None = None, **params: Any
     ) -> None:
         super().__init__(layout, profile, **params)
+        cells = layout.size * self.cells_per_neuron()
+        if cells > MAX_CELLS:
+            raise DLCoverageError(
+                f"{self.name}: {layout.size} neurons with {self.cells_per_neuron()} cells each "
+                f"make {cells} cells ({cells / 2**30:.0f} GiB); expected at most {MAX_CELLS}. "
+                f"Received parameters {self.params}"
+            )
         self.covered_ = np.zeros((layout.size, self.cells_per_neuron()), dtype=bool)
 
     def cells_per_neuron(self) -> int:
