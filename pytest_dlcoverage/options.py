@@ -181,10 +181,18 @@ class MaxDrop:
 
 @dataclass(frozen=True)
 class ReportSpec:
-    """One requested report: its type and, for files, where it goes."""
+    """One requested report.
+
+    Attributes:
+        kind: the report type, one of `REPORT_TYPES`.
+        dest: where a file report goes; `None` for a terminal report.
+        origin: the option and value that asked for it, e.g.
+            "--dl-coverage-report=json:out.json", for messages.
+    """
 
     kind: str
     dest: Path | None = None
+    origin: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -313,6 +321,7 @@ def parse_report(text: str, base: Path, option: str = "--dl-coverage-report") ->
         base: the folder a relative DEST is relative to.
         option: the option's name, for the error message.
     """
+    origin = f"{option}={text.strip()}"
     kind, sep, dest = text.strip().partition(":")
     kind = kind.strip().lower()
     if kind not in REPORT_TYPES:
@@ -324,9 +333,9 @@ def parse_report(text: str, base: Path, option: str = "--dl-coverage-report") ->
             raise DLCoverageError(
                 f"{option}: the terminal report {kind!r} takes no destination; received {text!r}"
             )
-        return ReportSpec(kind)
+        return ReportSpec(kind, origin=origin)
     dest = dest.strip() or DEFAULT_DESTINATIONS[kind]
-    return ReportSpec(kind, base / Path(dest).expanduser())
+    return ReportSpec(kind, base / Path(dest).expanduser(), origin)
 
 
 def _positive_int(text: Any, option: str) -> int:

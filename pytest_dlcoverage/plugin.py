@@ -15,19 +15,21 @@ merges them, so the numbers equal those of a single process.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Generator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import DLCoverageError
+from .errors import DLCoverageError, ReportWriteWarning
 from .options import OPTIONS, Settings, resolve_enabled, resolve_settings
 
 if TYPE_CHECKING:
-    from .report import Report
+    from .report import Report, WriteOutcome
     from .report.jsonreport import PreviousReport
     from .session import Measurements
     from .tracking import CoverageTracker, RunningTest
@@ -47,8 +49,9 @@ class PluginState:
         measurements: the session's measurements (merged from workers on the controller).
         previous: the earlier report to compare with.
         report: the report, built once after the tests ran.
-        files_written: the file reports were written.
-        written: one line per file report written, for the terminal.
+        files_written: the file reports were written (or tried).
+        outcomes: what became of each file report.
+        shown: the terminal summary showed the report and the outcomes.
     """
 
     settings: Settings
@@ -58,7 +61,8 @@ class PluginState:
     previous: PreviousReport | None = None
     report: Report | None = None
     files_written: bool = False
-    written: list[str] = field(default_factory=list)
+    outcomes: list[WriteOutcome] = field(default_factory=list)
+    shown: bool = False
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -265,12 +269,30 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def _write_files(state: PluginState) -> None:
+    """Writes every report file, once; failures are kept in `state.outcomes`."""
     if state.files_written or state.report is None:
         return
     state.files_written = True
     from .report import write_file_reports
 
-    state.written = write_file_reports(state.report, state.settings.file_reports)
+    state.outcomes = write_file_reports(state.report, state.settings.file_reports)
+
+
+def _warn_unwritten(state: PluginState) -> None:
+    """Issues a `ReportWriteWarning` for every report file that could not be written.
+
+    The warning points at the option value that asked for the file, its true origin.
+    Under `-W error` the warning is raised as an exception; it is dropped here, because
+    the failure was already written on the terminal, and a report file must not turn
+    the end of the session into a crash.
+    """
+    for outcome in state.outcomes:
+        if outcome.error is None:
+            continue
+        with suppress(ReportWriteWarning):
+            warnings.warn_explicit(
+                outcome.message(), ReportWriteWarning, filename=outcome.spec.origin, lineno=0
+            )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -279,6 +301,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state is None or state.report is None:
         return
     report = state.report
+    state.shown = True
     _write_files(state)
 
     kind = state.settings.terminal_report
@@ -291,8 +314,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write(
             render(report, verbose=kind == "term-verbose", markup=markup, width=width)
         )
-    for line in state.written:
-        terminalreporter.write_line(line)
+    for outcome in state.outcomes:
+        if outcome.error is None:
+            terminalreporter.write_line(outcome.message())
+        else:
+            terminalreporter.write_line(f"dl-coverage: {outcome.message()}", yellow=True)
 
     for verdict in report.failures:
         terminalreporter.write_line(f"FAIL dl-coverage: {verdict.message()}", red=True, bold=True)
@@ -305,11 +331,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         failures = terminalreporter.stats.setdefault(SUMMARY_KEY, [])
         failures.extend(report.failures)
         failures.extend(report.missing)
+    _warn_unwritten(state)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Writes the report files if the terminal summary did not run."""
     state = _state(config)
-    if state is not None:
-        # The terminal summary, where the files are usually written, may not have run.
-        _write_files(state)
+    if state is None or state.shown:
+        return
+    # The terminal summary, where the files are usually written, did not run (e.g.
+    # pytest -p no:terminal), so the failures are told on stderr here.
+    _write_files(state)
+    for outcome in state.outcomes:
+        if outcome.error is not None:
+            sys.stderr.write(f"dl-coverage: {outcome.message()}\n")
+    _warn_unwritten(state)

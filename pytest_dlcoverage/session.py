@@ -406,7 +406,9 @@ def compare(
 
 
 def check_max_drops(comparison: Comparison, max_drops: Iterable[MaxDrop]) -> list[Verdict]:
-    """Returns the verdict of every largest allowed fall, from the exact values."""
+    """Returns the verdict of every largest allowed fall, from the exact values. A limit
+    without a model to check (none in both reports, or the named model in neither)
+    fails, as a minimum coverage without a model does."""
     verdicts = []
     for drop in max_drops:
         changes = [
@@ -415,8 +417,22 @@ def check_max_drops(comparison: Comparison, max_drops: Iterable[MaxDrop]) -> lis
             if c.criterion == drop.criterion and (drop.model is None or c.model == drop.model)
         ]
         if drop.model is None:
-            # A model that exists on one side only has no fall to check.
+            # A model that exists on one side only has no fall to check; but a limit
+            # that finds no model on both sides checked nothing, and must not pass.
             changes = [c for c in changes if c.before is not None and c.after is not None]
+            if not changes:
+                verdicts.append(
+                    Verdict(
+                        "max-drop",
+                        "*",
+                        drop.criterion,
+                        drop.allowed,
+                        None,
+                        False,
+                        "cannot be checked: no model was measured both in this run and in "
+                        "the compared report",
+                    )
+                )
         elif not changes:
             verdicts.append(
                 Verdict(

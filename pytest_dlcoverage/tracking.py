@@ -14,6 +14,7 @@ TensorFlow.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +26,7 @@ import numpy as np
 from .errors import DLCoverageError
 
 if TYPE_CHECKING:
+    from .criteria.base import Criterion
     from .engine import CoverageMeter
     from .options import Settings
     from .session import Measurements
@@ -43,40 +45,105 @@ class RunningTest:
     excluded: bool = False
 
 
+def _described(labels: np.ndarray) -> str:
+    """Returns what labels were received: dtype, shape and, if numeric, min and max."""
+    text = f"labels of dtype {labels.dtype} and shape {labels.shape}"
+    if labels.size and labels.dtype.kind in "biuf":
+        text += f", min {labels.min()}, max {labels.max()}"
+    return text
+
+
+def true_classes(labels: Any, classes: int) -> np.ndarray:
+    """Returns the true class of every input, from labels checked against a classifier
+    with `classes` output columns.
+
+    Sparse labels, shape `(n,)` or `(n, 1)`, must hold integral values in
+    `[0, classes)`, or 0 and 1 for a single (sigmoid) output column. One-hot (or soft)
+    labels, shape `(n, classes)`, give the class of their largest value.
+
+    Args:
+        labels: the true labels of `n` inputs.
+        classes: the model's output columns per input.
+
+    Returns:
+        The true classes, integers of shape `(n,)`.
+
+    Raises:
+        DLCoverageError: labels of another shape, not numeric, or sparse labels that are
+            not class indices; the message says what was received.
+    """
+    labels = np.asarray(labels)
+    sparse = "0 or 1" if classes == 1 else f"integers in [0, {classes})"
+    expected = f"expected sparse labels, {sparse}, of shape (n,) or (n, 1)"
+    if classes > 1:
+        expected += f", or one-hot labels of shape (n, {classes})"
+    if labels.ndim == 0 or labels.dtype.kind not in "biuf":
+        raise DLCoverageError(f"{expected}; received {_described(labels)}")
+
+    flat = labels.reshape(len(labels), -1)
+    if classes > 1 and flat.shape[1] == classes:
+        if not np.isfinite(flat).all():
+            raise DLCoverageError(f"expected finite one-hot labels; received {_described(labels)}")
+        return flat.argmax(axis=1)
+    if flat.shape[1] != 1:
+        raise DLCoverageError(f"{expected}; received {_described(labels)}")
+
+    values = flat[:, 0].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(values) & (values == np.round(values))
+        valid &= (values >= 0) & (values < max(classes, 2))
+    if not valid.all():
+        bad = int(np.count_nonzero(~valid))
+        raise DLCoverageError(
+            f"{expected}; received {_described(labels)}, {bad} of {len(values)} outside that"
+        )
+    return values.astype(np.int64)
+
+
 def count_correct(predictions: Any, labels: Any) -> tuple[int, int]:
     """Returns (correctly classified, labelled) inputs.
 
     The predicted class is the argmax of the predictions, or for a single output
-    column (a sigmoid) whether it exceeds 0.5. Labels are sparse class indices, shape
-    `(n,)` or `(n, 1)`, or one-hot, shape `(n, classes)`.
+    column (a sigmoid) whether it exceeds 0.5. Labels are checked by `true_classes`.
 
     Args:
         predictions: model outputs, shape `(n, classes)` or `(n, 1)`.
-        labels: the true classes.
+        labels: the true classes, sparse `(n,)` or one-hot `(n, classes)`.
+
+    Raises:
+        DLCoverageError: not one label per input, or labels that `true_classes` refuses.
     """
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
     n = len(predictions)
-    if len(labels) != n:
+    if labels.ndim == 0 or len(labels) != n:
+        received = "a scalar" if labels.ndim == 0 else f"{len(labels)} labels"
         raise DLCoverageError(
-            f"expected one label per input; received {n} predictions and {len(labels)} labels"
+            f"expected one label per input; received {n} predictions and {received}"
         )
     outputs = predictions.reshape(n, -1)
+    truth = true_classes(labels, outputs.shape[1])
     if outputs.shape[1] == 1:
         predicted = (outputs[:, 0] > 0.5).astype(np.int64)
     else:
         predicted = outputs.argmax(axis=1)
-    flat = labels.reshape(n, -1)
-    if flat.shape[1] == outputs.shape[1] and outputs.shape[1] > 1:
-        truth = flat.argmax(axis=1)
-    elif flat.shape[1] == 1:
-        truth = flat[:, 0]
-    else:
-        raise DLCoverageError(
-            f"expected sparse labels of shape ({n},) or one-hot labels of shape "
-            f"({n}, {outputs.shape[1]}); received labels of shape {labels.shape}"
-        )
     return int(np.count_nonzero(predicted == truth)), n
+
+
+def output_columns(model: Any) -> int | None:
+    """Returns the number of output values per input of a Keras model, or `None` when
+    the model does not declare a fully known output shape."""
+    try:
+        shape = tuple(model.outputs[0].shape)[1:]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if any(dim is None for dim in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _compiled(model: Any) -> bool:
+    return bool(getattr(model, "compiled", False)) and getattr(model, "loss", None) is not None
 
 
 def evaluation_result(
@@ -95,7 +162,7 @@ def evaluation_result(
         labels: the true labels, shape `(n,)` or `(n, classes)`.
         return_dict: return a dict of named values, as `evaluate(return_dict=True)`.
     """
-    if not getattr(model, "compiled", False) or getattr(model, "loss", None) is None:
+    if not _compiled(model):
         correct, labelled = count_correct(predictions, labels)
         accuracy = correct / labelled if labelled else float("nan")
         return {"accuracy": accuracy} if return_dict else accuracy
@@ -120,6 +187,10 @@ class TrackedModel:
     (`tracked(x)`) and every attribute go to the Keras model unchanged and record
     nothing: direct calls serve gradient computations (adversarial attacks, relevance)
     whose inputs are not test inputs.
+
+    When nothing is recorded (coverage off, or a `no_dl_coverage` test), `predict` and
+    the `evaluate` of a compiled model hand every argument to Keras unchanged. An
+    uncompiled model, which Keras cannot evaluate, gets its accuracy either way.
 
     Args:
         model: the Keras model.
@@ -152,6 +223,11 @@ class TrackedModel:
         state = "recording" if self._recorder is not None else "not recording"
         return f"<TrackedModel {self._name!r} ({state}) of {self._model!r}>"
 
+    def _recording(self) -> _Recorder | None:
+        """Returns the recorder when this call's inputs are to be recorded."""
+        recorder = self._recorder
+        return recorder if recorder is not None and recorder.recording else None
+
     def predict(
         self, x: Any, *, suite: str | None = None, batch_size: int | None = None, **kwargs: Any
     ) -> np.ndarray:
@@ -162,18 +238,24 @@ class TrackedModel:
                 of batches.
             suite: the suite the inputs belong to; by default the running test's id.
             batch_size: inputs per forward pass.
-            **kwargs: other arguments of `keras.Model.predict`; only `verbose` is
-                accepted while recording (and ignored).
+            **kwargs: other keyword arguments of `keras.Model.predict`: `verbose`
+                (ignored while recording), `steps` (only the first `steps` batches are
+                read, as Keras does) and `callbacks` (must be empty while recording).
 
         Returns:
             The predictions, shape `(n, ...)`, as `keras.Model.predict` returns them.
+
+        Raises:
+            DLCoverageError: while recording, an argument it cannot honour.
         """
-        if self._recorder is None or not self._recorder.recording:
+        recorder = self._recording()
+        if recorder is None:
             if batch_size is not None:
                 kwargs["batch_size"] = batch_size
             return self._model.predict(x, **kwargs)
-        _check_kwargs("predict", kwargs)
-        predictions, _ = self._recorder.observe(x, None, suite, batch_size, labels=False)
+        x, _ = _keras_arguments(self._name, "predict", kwargs, x, None, batch_size)
+        predictions, _, states = recorder.observe(x, None, batch_size)
+        recorder.record(suite, states, len(predictions))
         return predictions
 
     def evaluate(
@@ -189,28 +271,55 @@ class TrackedModel:
         """Evaluates the model on `x` with one forward pass, recording coverage and
         accuracy.
 
+        Nothing is recorded unless the whole call succeeds: labels are checked before
+        the forward pass where they are given apart from `x`, and coverage and accuracy
+        are added to the suite only once the result is computed.
+
         Args:
             x: inputs: an array of shape `(n, ...)`, or a dataset or iterable of
                 `(inputs, labels)` batches.
-            y: labels for an array `x`: sparse `(n,)` or one-hot `(n, classes)`.
+            y: labels for an array `x`: sparse `(n,)` class indices or one-hot
+                `(n, classes)` (see `true_classes`).
             suite: the suite the inputs belong to; by default the running test's id.
             batch_size: inputs per forward pass.
             return_dict: return named values, as Keras does.
-            **kwargs: `verbose` is accepted and ignored.
+            **kwargs: other keyword arguments of `keras.Model.evaluate`: `verbose`
+                (ignored), `steps` (only the first `steps` batches are read, as Keras
+                does), `callbacks` (must be empty) and `sample_weight` (must be `None`).
+                Unchecked when a compiled model is not recording: Keras takes them.
 
         Returns:
             For a compiled model, its loss and metrics as `keras.Model.evaluate` returns
-            them (computed from the same predictions); for an uncompiled one, the
-            accuracy. See `evaluation_result`.
+            them (computed from the same predictions while recording); for an
+            uncompiled one, the accuracy. See `evaluation_result`.
+
+        Raises:
+            DLCoverageError: labels missing or not class labels of this model, or an
+                argument it cannot honour.
         """
-        _check_kwargs("evaluate", kwargs)
-        if self._recorder is None or not self._recorder.recording:
+        recorder = self._recording()
+        if recorder is None and _compiled(self._model):
+            # Nothing to record: Keras evaluates the model itself, as the test asked.
+            if batch_size is not None:
+                kwargs["batch_size"] = batch_size
+            return self._model.evaluate(x, y, return_dict=return_dict, **kwargs)
+
+        x, y = _keras_arguments(self._name, "evaluate", kwargs, x, y, batch_size)
+        classes = output_columns(self._model)
+        if y is not None and classes is not None:
+            # Labels given apart from the inputs fail here, before a long forward pass.
+            true_classes(y, classes)
+        if recorder is None:
             predictions, labels = _forward(self._model, x, y, batch_size)
+            states = {}
         else:
-            predictions, labels = self._recorder.observe(x, y, suite, batch_size, labels=True)
-        return evaluation_result(
-            self._model, predictions, _required(labels, self._name), return_dict
-        )
+            predictions, labels, states = recorder.observe(x, y, batch_size)
+        labels = _required(labels, self._name)
+        correct, labelled = count_correct(predictions, labels)
+        result = evaluation_result(self._model, predictions, labels, return_dict)
+        if recorder is not None:
+            recorder.record(suite, states, len(predictions), correct, labelled)
+        return result
 
 
 def _required(labels: Any, name: str) -> Any:
@@ -223,13 +332,76 @@ def _required(labels: Any, name: str) -> Any:
     return labels
 
 
-def _check_kwargs(method: str, kwargs: dict[str, Any]) -> None:
-    kwargs.pop("verbose", None)
-    if kwargs:
+def _keras_arguments(
+    name: str, method: str, kwargs: dict[str, Any], x: Any, y: Any, batch_size: int | None
+) -> tuple[Any, Any]:
+    """Checks the keyword arguments of `keras.Model.predict` or `evaluate` that a tracked
+    model's own forward pass received, and applies `steps`.
+
+    Args:
+        name: the model's name, for messages.
+        method: "predict" or "evaluate".
+        kwargs: the keyword arguments besides `suite`, `batch_size` and `return_dict`.
+        x, y: the inputs and labels.
+        batch_size: inputs per batch, as given.
+
+    Returns:
+        `x` and `y`, cut to the first `steps` batches when `steps` is given.
+
+    Raises:
+        DLCoverageError: an argument that cannot be honoured, or that Keras does not know.
+    """
+    kwargs = dict(kwargs)
+    kwargs.pop("verbose", None)  # there is no progress bar to show or hide
+    steps = kwargs.pop("steps", None)
+    callbacks = kwargs.pop("callbacks", None)
+    sample_weight = kwargs.pop("sample_weight", None) if method == "evaluate" else None
+    where = f"{method} of tracked model {name!r}"
+    if callbacks:
         raise DLCoverageError(
-            f"a tracked model's {method} accepts x, y, suite, batch_size, return_dict and "
-            f"verbose; received also {sorted(kwargs)}"
+            f"{where} makes its own forward pass and runs no Keras callbacks; expected "
+            f"callbacks=None; received {len(callbacks)} callbacks"
         )
+    if sample_weight is not None:
+        raise DLCoverageError(
+            f"{where} counts every input once, in its accuracy as in its coverage; "
+            f"expected sample_weight=None; received {type(sample_weight).__name__} "
+            f"of shape {np.shape(sample_weight)} (weighted values: tracked.model.evaluate, "
+            "which records nothing)"
+        )
+    if kwargs:
+        known = "suite, batch_size, verbose, steps and callbacks"
+        if method == "evaluate":
+            known = "y, suite, batch_size, verbose, steps, callbacks, sample_weight, return_dict"
+        raise DLCoverageError(
+            f"{where} accepts the keyword arguments {known}; "
+            f"received also {', '.join(sorted(kwargs))}"
+        )
+    return _first_steps(x, y, steps, batch_size)
+
+
+def _first_steps(x: Any, y: Any, steps: Any, batch_size: int | None) -> tuple[Any, Any]:
+    """Returns `x` and `y` cut to what Keras reads in `steps` batches: the first `steps`
+    elements of a dataset or iterator of batches; of an array, the first
+    `steps * batch_size` inputs, or all of them without a `batch_size` (Keras then
+    spreads the array over the steps)."""
+    if steps is None:
+        return x, y
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise DLCoverageError(f"expected steps as a positive integer; received steps={steps!r}")
+    if hasattr(x, "element_spec") and hasattr(x, "take"):  # a tf.data.Dataset
+        return x.take(int(steps)), y
+    if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
+        if batch_size is None:
+            return x, y
+        stop = int(steps) * int(batch_size)
+        return x[:stop], (None if y is None else y[:stop])
+    if isinstance(x, list | tuple):
+        raise DLCoverageError(
+            "expected steps with an array, a tf.data.Dataset or an iterator of batches; "
+            f"received steps={steps!r} with a {type(x).__name__} of inputs"
+        )
+    return itertools.islice(x, int(steps)), y
 
 
 def _forward(model: Any, x: Any, y: Any, batch_size: int | None) -> tuple[np.ndarray, Any]:
@@ -265,27 +437,45 @@ class _Recorder:
         return not self.context.excluded
 
     def observe(
-        self, x: Any, y: Any, suite: str | None, batch_size: int | None, *, labels: bool
-    ) -> tuple[np.ndarray, Any]:
-        """Runs the model on `x` through the meter, adding coverage (and with `labels`,
-        accuracy) to the suite; returns predictions and labels."""
-        suite = suite if suite is not None else (self.context.nodeid or "outside tests")
-        # A fresh set of states for this call, united into the suite only once the
-        # whole input ran: an input error half-way leaves the suite unchanged.
+        self, x: Any, y: Any, batch_size: int | None
+    ) -> tuple[np.ndarray, Any, dict[str, Criterion]]:
+        """Runs the model on `x` through the meter into fresh criterion states, and
+        records nothing yet: a call that fails later (bad labels, an error from Keras)
+        must leave the suite as it was.
+
+        Returns:
+            The predictions, shape `(n, ...)`; the labels seen or `None`; the states of
+            these inputs alone, for `record`.
+        """
         states = self.meter.new_states()
         predictions, seen = self.meter.observe(
             x, states, y=y, batch_size=batch_size, with_labels=True
         )
-        correct = labelled = 0
-        if labels:
-            correct, labelled = count_correct(predictions, _required(seen, self.name))
+        return predictions, seen, states
+
+    def record(
+        self,
+        suite: str | None,
+        states: dict[str, Criterion],
+        inputs: int,
+        correct: int = 0,
+        labelled: int = 0,
+    ) -> None:
+        """Adds one successful call to a suite.
+
+        Args:
+            suite: the suite's name; by default the running test's id.
+            states: the call's criterion states, from `observe`.
+            inputs: inputs seen.
+            correct, labelled: correctly classified inputs among the labelled ones.
+        """
+        suite = suite if suite is not None else (self.context.nodeid or "outside tests")
         record = self.measurements.suite(self.name, suite, self.meter.new_states)
         for criterion, state in states.items():
             record.states[criterion].merge(state)
-        record.inputs += len(predictions)
+        record.inputs += inputs
         record.correct += correct
         record.labelled += labelled
-        return predictions, seen
 
 
 def _cache_name(name: str) -> str:

@@ -230,6 +230,49 @@ def test_malformed_values_are_usage_errors(pytester, args, ini, message):
     assert "Traceback" not in result.text
 
 
+# -- report files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("warnings_as_errors", [False, True])
+def test_a_report_that_cannot_be_written_does_not_stop_the_others(pytester, warnings_as_errors):
+    # No model is tracked, so this session does not import TensorFlow and runs fast.
+    pytester.makepyfile("def test_fast():\n    pass\n")
+    (pytester.path / "blocker").write_text("a file where a folder should be")
+    args = ["-W", "error"] if warnings_as_errors else []
+    result = run(
+        pytester,
+        "--dl-coverage",
+        "-p",
+        "no:cacheprovider",
+        *args,
+        "--dl-coverage-report=json:blocker/cov.json",
+        "--dl-coverage-report=term",
+        "--dl-coverage-report=markdown:ok.md",
+    )
+    # Only the report file failed, which fails no test, and the session ends normally.
+    assert result.ret == 0, result.text
+    assert "Traceback" not in result.text and "INTERNALERROR" not in result.text
+    assert "## DL coverage" in (pytester.path / "ok.md").read_text()
+    assert has_terminal_report(result)
+    result.stdout.fnmatch_lines(
+        [
+            "No model was tracked*",
+            "dl-coverage: cannot write json report to *blocker*cov.json: *",
+            "markdown report written to *ok.md",
+            "*1 passed*",
+        ]
+    )
+    if not warnings_as_errors:
+        # The warning points at the option value that asked for the file.
+        result.stdout.fnmatch_lines(
+            [
+                "*warnings summary*",
+                "--dl-coverage-report=json:blocker/cov.json:0",
+                "*ReportWriteWarning: cannot write json report to *blocker*cov.json: *",
+            ]
+        )
+
+
 # -- coverage off ---------------------------------------------------------------------------------
 
 
@@ -348,7 +391,7 @@ def test_reports_thresholds_and_comparison(project):
     assert "Change against previous.json" in text
     assert re.search(r"hand\s+NC\s+75%\s+50%\s+-25.00 pp", text)
     out = result.stdout.str()
-    assert "ReportWriteWarning: the json coverage report could not be written" in out
+    assert "ReportWriteWarning: cannot write json report to" in out
     assert len(re.findall("^FAIL dl-coverage", out, re.MULTILINE)) == 2
     result.stdout.fnmatch_lines(
         [

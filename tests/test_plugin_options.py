@@ -155,6 +155,32 @@ def test_empty_report_value_disables_the_terminal_report():
     assert [r.kind for r in s.file_reports] == ["json"]
 
 
+def test_naming_any_report_replaces_the_default_and_lists_do_not_merge():
+    # A file report alone, on the command line or in the ini file: no terminal report.
+    for s in (settings(cli={"report": ["json"]}), settings(ini={"report": ["json"]})):
+        assert [r.kind for r in s.reports] == ["json"] and s.terminal_report is None
+    # Without a path, a file report goes to its default name, in the folder the value
+    # was written in ("json:" with an empty path too).
+    ini = {"report": ["term-verbose", "json", "markdown:m.md"]}
+    s = settings(ini=ini)
+    assert s.reports == (
+        ReportSpec("term-verbose"),
+        ReportSpec("json", INI / "dlcoverage.json"),
+        ReportSpec("markdown", INI / "m.md"),
+    )
+    # A command-line list replaces the ini list as a whole.
+    s = settings(cli={"report": ["json:", "html"]}, ini=ini)
+    assert s.reports == (
+        ReportSpec("json", CLI / "dlcoverage.json"),
+        ReportSpec("html", CLI / "dlcoverage_html"),
+    )
+    assert [r.origin for r in s.reports] == [
+        "--dl-coverage-report=json:",
+        "--dl-coverage-report=html",
+    ]
+    assert settings(ini=ini).reports[2].origin == "dl_coverage_report=markdown:m.md"
+
+
 def test_parameters_of_unmeasured_criteria_are_checked_then_left_out():
     s = settings(cli={"criteria": "nc", "kmnc_k": "10", "idc_layer": "dense"})
     assert s.params == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -18,7 +19,7 @@ from scipy import stats
 
 from pytest_dlcoverage.criteria.nc import NeuronCoverage
 from pytest_dlcoverage.criteria.tknc import TopKNeuronCoverage
-from pytest_dlcoverage.errors import DLCoverageError, ReportWriteWarning
+from pytest_dlcoverage.errors import DLCoverageError
 from pytest_dlcoverage.layout import ActivationBatch, NeuronLayout
 from pytest_dlcoverage.options import MaxDrop, ReportSpec, Threshold
 from pytest_dlcoverage.report import html, jsonreport, markdown, percent, term, write_file_reports
@@ -298,6 +299,28 @@ def test_comparison_flags_other_settings(tmp_path):
     assert not base_verdict.passed and "cannot be checked" in base_verdict.reason
 
 
+def test_a_fall_limit_without_a_model_in_both_reports_fails(tmp_path):
+    # The compared report holds other models than this run tracked.
+    def edit(data):
+        data["models"] = {"old_" + name: model for name, model in data["models"].items()}
+
+    previous = previous_report(tmp_path, edit)
+    drops = [MaxDrop(None, "nc", Fraction(1, 10), "nc:0.1")]
+    report = build_report(study(), CRITERIA, previous=previous, max_drops=drops)
+    (verdict,) = report.verdicts
+    assert (verdict.model, verdict.passed, verdict.measured) == ("*", False, None)
+    assert "no model was measured both in this run and in the compared report" in (
+        verdict.message()
+    )
+    assert report.failed
+    (entry,) = jsonreport.to_dict(report)["thresholds"]
+    assert entry["model"] == "*" and entry["passed"] is False and "no model" in entry["reason"]
+    assert "| * | NC | **FAIL** |" in markdown.render(report)
+    # A run that tracked no model at all has nothing to compare either.
+    report = build_report(Measurements(), CRITERIA, previous=previous, max_drops=drops)
+    assert [(v.model, v.passed) for v in report.verdicts] == [("*", False)]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -319,11 +342,14 @@ def test_unusable_compared_reports_are_refused(tmp_path, content, message):
 # -- report formats ---------------------------------------------------------------------------
 
 
+SUITE_ID = "tests/test_study.py::test_rotation[rotation-15-degrees-and-more]"
+
+
 def long_named_report():
     m = study()
     name = "a_model_with_a_rather_long_name_for_a_terminal_of_eighty_columns"
     m.add_model(name, "base", new_states())
-    feed(m, name, "tests/test_study.py::test_rotation[rotation-15-degrees-and-more]", [[1]], 1, 1)
+    feed(m, name, SUITE_ID, [[1]], 1, 1)
     return build_report(m, CRITERIA, thresholds("nc:0.5"))
 
 
@@ -342,6 +368,39 @@ def test_terminal_report_in_colour():
     assert "\x1b[" in text
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert max(len(line) for line in plain.splitlines()) <= 80
+
+
+def suite_cell_lines(text: str) -> list[str]:
+    """Returns the first column of the rows of the long-named model's suite table."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Suite")) + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    return [re.split(r"\s{2,}", lines[i].strip())[0] for i in range(start, end)]
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_terminal_suite_ids_are_whole_and_wrap_after_separators(width):
+    text = term.render(long_named_report(), verbose=True, markup=False, width=width)
+    cells = suite_cell_lines(text)
+    # Every character of the parametrized id is shown ("[...]" is not read as markup).
+    assert "".join(cells) == SUITE_ID
+    # The id wraps after "::" where the rest fits the column; a part longer than the
+    # column (at 60 columns, the test name) folds inside.
+    assert cells[0] == "tests/test_study.py::"
+    if width == 80:
+        assert cells[1:] == ["test_rotation[rotation-15-degrees-and-more]"]
+
+
+def test_counts_are_singular_for_one():
+    report = long_named_report()
+    for text in (
+        term.render(report, markup=False, width=80),
+        markdown.render(report),
+        html.render(report),
+    ):
+        assert re.search(r"1 input\s+in 1 suite\b", text)
+        assert "1 inputs" not in text and "1 suites" not in text
+        assert "3 inputs in 2 suites" in text
 
 
 def test_json_report_layout(tmp_path):
@@ -411,17 +470,26 @@ def test_html_report_is_self_contained(tmp_path):
     assert "<td>4/8</td>" in page
 
 
-def test_a_report_that_cannot_be_written_warns_and_the_others_are_written(tmp_path):
+def test_every_report_is_tried_and_each_failure_is_kept(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
     specs = (
         ReportSpec("json", blocker / "r.json"),
         ReportSpec("markdown", tmp_path / "ok.md"),
+        ReportSpec("html", blocker / "site"),
     )
-    with pytest.warns(ReportWriteWarning, match="json coverage report could not be written"):
-        written = write_file_reports(build_report(study(), CRITERIA), specs)
-    assert written == [f"markdown report written to {tmp_path / 'ok.md'}"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # writing reports warns of nothing itself
+        outcomes = write_file_reports(build_report(study(), CRITERIA), specs)
+    assert [(o.spec, o.path) for o in outcomes] == [
+        (specs[0], None),
+        (specs[1], tmp_path / "ok.md"),
+        (specs[2], None),
+    ]
     assert (tmp_path / "ok.md").exists()
+    assert isinstance(outcomes[0].error, OSError)
+    assert outcomes[0].message().startswith(f"cannot write json report to {blocker / 'r.json'}: ")
+    assert outcomes[1].message() == f"markdown report written to {tmp_path / 'ok.md'}"
 
 
 def test_percent_never_rounds_to_0_or_100():

@@ -15,6 +15,7 @@ from pytest_dlcoverage.tracking import (
     TrackedModel,
     count_correct,
     evaluation_result,
+    true_classes,
 )
 
 keras = pytest.importorskip("keras")
@@ -179,4 +180,195 @@ def test_a_failed_call_leaves_the_suite_unchanged(tmp_path, data):
     with pytest.raises(DLCoverageError, match="needs labels"):
         tracked.evaluate(x[:5], suite="s")
     with pytest.raises(DLCoverageError, match="received also"):
-        tracked.predict(x[:5], callbacks=[])
+        tracked.predict(x[:5], suite="s", callbacks=None, shuffle=True)
+    assert suite.inputs == 10 and suite.labelled == 10
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+
+def suite_snapshot(tracker, suite="s"):
+    """Returns what a suite holds: inputs, correct, labelled and each coverage."""
+    record = tracker.measurements.models["tiny"].suites[suite]
+    coverage = {c: state.coverage() for c, state in record.states.items()}
+    return record.inputs, record.correct, record.labelled, coverage
+
+
+@pytest.fixture
+def recording(tmp_path, data, monkeypatch):
+    """A recording tracked model that has fed suite "s" once, and a list that counts
+    the forward passes of later calls."""
+    x, y = data
+    tracker = tracker_on(tmp_path)
+    tracked = tracker.track(tiny_model(), name="tiny", train=(x, y))
+    tracked.evaluate(x[:30], y[:30], suite="s")
+    meter = tracked._recorder.meter
+    passes = []
+    observe = meter.observe
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return observe(*args, **kwargs)
+
+    monkeypatch.setattr(meter, "observe", counted)
+    return tracker, tracked, passes
+
+
+@pytest.mark.parametrize(
+    ("shift", "message"),
+    [
+        (10, r"integers in \[0, 3\).*min 10, max 12, 40 of 40 outside"),
+        (-5, r"integers in \[0, 3\).*min -5, max -3"),
+        (0.4, r"integers in \[0, 3\).*dtype float64.*min 0.4, max 2.4"),
+    ],
+)
+def test_labels_that_are_no_class_indices_are_refused_before_the_forward_pass(
+    recording, data, shift, message
+):
+    x, y = data
+    tracker, tracked, passes = recording
+    before = suite_snapshot(tracker)
+    with pytest.raises(DLCoverageError, match=message):
+        tracked.evaluate(x[40:80], y[40:80] + shift, suite="s")
+    assert passes == [] and suite_snapshot(tracker) == before
+
+
+def test_labels_of_another_form_are_refused_naming_what_was_received(recording, data):
+    x, y = data
+    tracker, tracked, passes = recording
+    before = suite_snapshot(tracker)
+    with pytest.raises(DLCoverageError, match=r"one-hot labels of shape \(n, 3\).*\(40, 5\)"):
+        tracked.evaluate(x[40:80], np.eye(5)[y[40:80]], suite="s")
+    with pytest.raises(DLCoverageError, match=r"dtype <U\d+ and shape \(40,\)"):
+        tracked.evaluate(x[40:80], y[40:80].astype(str), suite="s")
+    nan = y[40:80].astype(float)
+    nan[3] = np.nan
+    with pytest.raises(DLCoverageError, match="1 of 40 outside"):
+        tracked.evaluate(x[40:80], nan, suite="s")
+    assert passes == [] and suite_snapshot(tracker) == before
+    # Integral floats and one-hot rows are class labels.
+    tracked.evaluate(x[40:80], y[40:80].astype(float), suite="s")
+    tracked.evaluate(x[80:], np.eye(3)[y[80:]], suite="s")
+    assert suite_snapshot(tracker)[0] == 30 + 40 + 40
+
+
+def test_labels_inside_batches_are_checked_before_anything_is_recorded(recording, data):
+    tf = pytest.importorskip("tensorflow")
+    x, y = data
+    tracker, tracked, passes = recording
+    before = suite_snapshot(tracker)
+    batches = tf.data.Dataset.from_tensor_slices((x[40:80], y[40:80] + 3)).batch(16)
+    with pytest.raises(DLCoverageError, match=r"integers in \[0, 3\).*min 3, max 5"):
+        tracked.evaluate(batches, suite="s")
+    assert passes == [1] and suite_snapshot(tracker) == before
+
+
+def test_an_error_of_keras_records_nothing(recording, data):
+    x, y = data
+    tracker, tracked, _ = recording
+    before = suite_snapshot(tracker)
+    # Sparse labels are class labels, but this loss wants one-hot labels: Keras refuses.
+    tracked.model.compile(loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="rank"):
+        tracked.evaluate(x[40:80], y[40:80], suite="s")
+    assert suite_snapshot(tracker) == before
+
+
+def test_a_single_sigmoid_output_takes_labels_0_and_1(tmp_path, data):
+    x, _ = data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(5, activation="relu", name="hidden"),
+            keras.layers.Dense(1, activation="sigmoid", name="out"),
+        ],
+        name="binary",
+    )
+    labels = x[:, 0] > 0
+    tracked = tracker_on(tmp_path).track(model, name="binary", train=(x, labels.astype(int)))
+    expected = np.mean((model.predict(x, verbose=0)[:, 0] > 0.5) == labels)
+    assert tracked.evaluate(x, labels, suite="s") == pytest.approx(expected)
+    with pytest.raises(DLCoverageError, match=r"sparse labels, 0 or 1.*max 2"):
+        tracked.evaluate(x, labels + 1, suite="s")
+
+
+def test_true_classes_by_hand():
+    assert true_classes(np.array([2, 0, 1]), 3).tolist() == [2, 0, 1]
+    assert true_classes(np.array([[2.0], [0.0]]), 3).tolist() == [2, 0]
+    assert true_classes(np.array([[0.1, 0.7, 0.2], [0.9, 0.1, 0.0]]), 3).tolist() == [1, 0]
+    assert true_classes(np.array([True, False]), 1).tolist() == [1, 0]
+    with pytest.raises(DLCoverageError, match="received labels of dtype int64 and shape"):
+        true_classes(np.int64(1), 3)
+
+
+# -- Keras' arguments --------------------------------------------------------------------------
+
+
+def test_without_recording_every_argument_goes_to_keras(data):
+    x, y = data
+    model = tiny_model()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    tracked = CoverageTracker(None, None, RunningTest()).track(model, name="m")
+    weights = np.linspace(0.0, 1.0, len(y))
+    # The same Keras call, with the same arguments, gives the same numbers.
+    assert tracked.evaluate(x, y, sample_weight=weights, verbose=0) == model.evaluate(
+        x, y, sample_weight=weights, verbose=0
+    )
+    assert tracked.evaluate(
+        x, y, batch_size=16, sample_weight=None, verbose=0, return_dict=True
+    ) == model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    np.testing.assert_array_equal(
+        tracked.predict(x, batch_size=4, verbose=0, steps=None, callbacks=None),
+        model.predict(x, batch_size=4, verbose=0),
+    )
+    # Keras cannot evaluate an uncompiled model: the wrapper gives its accuracy, from
+    # which a weight cannot be honoured.
+    uncompiled = CoverageTracker(None, None, RunningTest()).track(tiny_model(), name="u")
+    expected = np.mean(uncompiled.model.predict(x, verbose=0).argmax(axis=1) == y)
+    assert uncompiled.evaluate(x, y, sample_weight=None, verbose=0) == pytest.approx(expected)
+    with pytest.raises(DLCoverageError, match="sample_weight"):
+        uncompiled.evaluate(x, y, sample_weight=weights)
+
+
+def test_while_recording_keras_arguments_are_honoured_or_refused_by_name(tmp_path, data):
+    x, y = data
+    tracker = tracker_on(tmp_path)
+    model = tiny_model()
+    tracked = tracker.track(model, name="tiny", train=(x, y))
+    predictions = tracked.predict(x[:10], batch_size=4, verbose=0, steps=None, callbacks=[])
+    np.testing.assert_allclose(predictions, model.predict(x[:10], verbose=0), rtol=1e-5)
+    assert tracked.evaluate(
+        x[:10], y[:10], verbose=0, steps=None, callbacks=None, sample_weight=None, return_dict=True
+    ).keys() == {"accuracy"}
+    with pytest.raises(DLCoverageError, match=r"sample_weight=None; received ndarray of shape"):
+        tracked.evaluate(x[:10], y[:10], sample_weight=np.ones(10))
+    with pytest.raises(DLCoverageError, match="callbacks=None; received 1 callbacks"):
+        tracked.predict(x[:10], callbacks=[keras.callbacks.Callback()])
+    with pytest.raises(DLCoverageError, match="received also shuffle"):
+        tracked.evaluate(x[:10], y[:10], shuffle=False)
+    # suite and batch_size are keyword-only.
+    with pytest.raises(TypeError):
+        tracked.predict(x[:10], 4)
+    assert tracker.measurements.models["tiny"].suites["outside tests"].inputs == 20
+
+
+def test_steps_read_what_keras_reads(tmp_path, data):
+    tf = pytest.importorskip("tensorflow")
+    x, y = data
+    model = tiny_model()
+    tracked = tracker_on(tmp_path).track(model, name="tiny", train=(x, y))
+    # Keras itself is the reference for arrays and datasets.
+    for args in ({"batch_size": 10, "steps": 3}, {"steps": 3}):
+        expected = model.predict(x, verbose=0, **args).shape
+        assert tracked.predict(x, suite="a", **args).shape == expected
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(16)
+    expected = model.predict(dataset, steps=2, verbose=0).shape
+    assert tracked.predict(dataset, steps=2, suite="d").shape == expected == (32, 3)
+    # An iterator of batches: the first two batches, as Keras reads from a generator.
+    batches = iter([x[:10], x[10:20], x[20:30]])
+    assert tracked.predict(batches, steps=2, suite="g").shape == (20, 3)
+    suites = tracked._recorder.measurements.models["tiny"].suites
+    assert (suites["a"].inputs, suites["d"].inputs, suites["g"].inputs) == (30 + 120, 32, 20)
+    with pytest.raises(DLCoverageError, match="steps as a positive integer"):
+        tracked.predict(x, steps=0)

@@ -8,14 +8,12 @@ integers, `Fraction` deltas and thresholds); formats round them for display only
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ReportWriteWarning
 from ..results import Coverage
 
 if TYPE_CHECKING:
@@ -114,7 +112,8 @@ class Verdict:
     Attributes:
         kind: "fail-under" (a minimum coverage) or "max-drop" (a largest fall against
             the compared report).
-        model: the model, or "*" when no model was tracked.
+        model: the model, or "*" when a check without a model name found no model to
+            check (none tracked; for a fall, none in both reports).
         criterion: the criterion.
         required: the minimum coverage, or the largest allowed fall, exact.
         measured: the coverage, or its fall, exact; `None` when it could not be measured.
@@ -217,15 +216,23 @@ class Report:
         """Returns why the coverage checks fail, in a few words ("" when they pass)."""
         parts = []
         if self.failures:
-            n = len(self.failures)
-            parts.append(f"{n} threshold{'s' if n != 1 else ''} not met")
+            parts.append(f"{counted(len(self.failures), 'threshold')} not met")
         if self.missing:
-            n = len(self.missing)
-            parts.append(f"{n} part{'s' if n != 1 else ''} of the data missing")
+            parts.append(f"{counted(len(self.missing), 'part')} of the data missing")
         return ", ".join(parts)
 
 
 # -- display helpers shared by the formats ----------------------------------------------
+
+
+def counted(n: int, noun: str) -> str:
+    """Returns "1 suite", "2 suites": a count with its noun, plural unless it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def model_summary(model: ModelResult) -> str:
+    """Returns how many inputs and suites a model saw, e.g. "5 inputs in 1 suite"."""
+    return f"{counted(model.inputs, 'input')} in {counted(len(model.suites), 'suite')}"
 
 
 def percent(value: Fraction | None, digits: int = 2) -> str:
@@ -317,31 +324,48 @@ def p_value_text(value: float | None) -> str:
 # -- writing the file reports -----------------------------------------------------------
 
 
-def write_file_reports(report: Report, specs: tuple[ReportSpec, ...]) -> list[str]:
-    """Writes every file report; a report that cannot be written is a
-    `ReportWriteWarning`, and the others are still written.
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What became of one requested file report.
+
+    Attributes:
+        spec: the requested report.
+        path: the file written (for HTML, its index page), or `None` when it could not be.
+        error: why it could not be written, or `None`.
+    """
+
+    spec: ReportSpec
+    path: Path | None
+    error: OSError | None = None
+
+    def message(self) -> str:
+        """Returns one line saying where the report went or why it could not be written."""
+        if self.error is None:
+            return f"{self.spec.kind} report written to {self.path}"
+        return f"cannot write {self.spec.kind} report to {self.spec.dest}: {self.error}"
+
+
+def write_file_reports(report: Report, specs: tuple[ReportSpec, ...]) -> list[WriteOutcome]:
+    """Writes every file report; one that cannot be written does not stop the others.
+
+    Telling the user about a failure (a `ReportWriteWarning`) is left to the caller, so
+    that a warning turned into an error cannot keep the remaining reports unwritten.
 
     Args:
         report: the session's report.
         specs: the requested file reports.
 
     Returns:
-        One line per report written, saying where it went.
+        One outcome per report, in the order of `specs`.
     """
     from . import html, jsonreport, markdown
 
     writers = {"json": jsonreport.write, "markdown": markdown.write, "html": html.write}
-    written = []
+    outcomes = []
     for spec in specs:
         assert spec.dest is not None
         try:
-            path: Path = writers[spec.kind](report, spec.dest)
+            outcomes.append(WriteOutcome(spec, writers[spec.kind](report, spec.dest)))
         except OSError as error:
-            warnings.warn(
-                f"the {spec.kind} coverage report could not be written to {spec.dest}: {error}",
-                ReportWriteWarning,
-                stacklevel=2,
-            )
-            continue
-        written.append(f"{spec.kind} report written to {path}")
-    return written
+            outcomes.append(WriteOutcome(spec, None, error))
+    return outcomes

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from ..fileio import atomic_write
-from . import Report, correlation_notes, tables
+from . import Report, correlation_notes, model_summary, tables
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;
@@ -162,8 +162,7 @@ def render(report: Report) -> str:
     parts.append("<h2>Models</h2>")
     for model in report.models:
         parts.append(
-            f"<h3>{_e(model.name)}</h3><p class='note'>{model.inputs} inputs in "
-            f"{len(model.suites)} suites"
+            f"<h3>{_e(model.name)}</h3><p class='note'>{model_summary(model)}"
             + (f"; baseline {_e(model.baseline)}" if model.baseline else "")
             + ("" if model.baseline_found or not model.baseline else " (not tracked)")
             + "</p>"

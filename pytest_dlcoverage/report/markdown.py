@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import atomic_write
-from . import Report, correlation_notes, tables
+from . import Report, correlation_notes, model_summary, tables
 
 
 def _escape(text: str) -> str:
@@ -48,7 +48,7 @@ def render(report: Report) -> str:
 
     for model in report.models:
         out += [f"### Model {_code(model.name)}", ""]
-        out += [f"{model.inputs} inputs in {len(model.suites)} suites.", ""]
+        out += [f"{model_summary(model)}.", ""]
         out += _table(tables.model_table(report, model, quote=_code))
         if model.baseline is not None and not model.baseline_found:
             out += [f"Baseline {_code(model.baseline)} was not tracked.", ""]

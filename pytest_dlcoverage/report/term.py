@@ -1,18 +1,25 @@
 """The terminal report, drawn with rich.
 
-Tables fit 80 columns (long suite and layer names wrap). On a terminal with colour the
-tables use box characters and colour; otherwise (a file, a CI log) they are plain
-ASCII text.
+Tables fit 80 columns (long suite and layer names wrap; suite names, which are test ids,
+wrap after "/" and "::" first). On a terminal with colour the tables use box characters
+and colour; otherwise (a file, a CI log) they are plain ASCII text.
+
+Every text the report shows is a `rich.text.Text`, never a plain string: rich would
+read a string as console markup and drop what looks like a tag, such as the
+"[rotation-15]" of a parametrized test's id.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +28,7 @@ from . import (
     Report,
     correlation_notes,
     distinct_texts,
+    model_summary,
     percent,
     points,
     tables,
@@ -61,18 +69,18 @@ class _Style:
     def titled(self, title: str, table: Table) -> Group:
         return Group(Text(title, style="bold" if self.markup else ""), table)
 
-    def cell(self, text: str, tone: str) -> RenderableType:
-        """Returns a cell, coloured by its tone; a cell without a tone stays a string,
-        which rich reads as console markup like every other string cell."""
-        if not tone:
-            return text
+    def cell(self, text: str, tone: str) -> Text:
+        """Returns a cell, coloured by its tone."""
         styled = Text(text)
-        if self.markup:
+        if tone and self.markup:
             styled.stylize(TONES[tone])
         return styled
 
     def rich_table(
-        self, table: tables.Table, columns: Mapping[int, Mapping[str, Any]] | None = None
+        self,
+        table: tables.Table,
+        columns: Mapping[int, Mapping[str, Any]] | None = None,
+        names: int | None = None,
     ) -> Table:
         """Returns a shared table as a rich table; text columns are aligned left, the
         others right.
@@ -81,18 +89,51 @@ class _Style:
             table: the table's cells.
             columns: per column index, options for `Table.add_column` that override
                 these (a shorter "header", "overflow", "ratio").
+            names: the index of a column of suite names, which wrap after "/" and "::".
         """
         columns = columns or {}
         rich = self.table()
         for j, title in enumerate(table.header):
-            options = {"header": title, "justify": "left" if j < table.text_columns else "right"}
+            options = {
+                "header": Text(title),
+                "justify": "left" if j < table.text_columns else "right",
+            }
             rich.add_column(**{**options, **columns.get(j, {})})
         for i, row in enumerate(table.rows):
-            rich.add_row(*(self.cell(text, table.tone(i, j)) for j, text in enumerate(row)))
+            cells: list[RenderableType] = [
+                self.cell(text, table.tone(i, j)) for j, text in enumerate(row)
+            ]
+            if names is not None:
+                cells[names] = SuiteName(row[names])
+            rich.add_row(*cells)
         return rich
 
     def alarm(self, text: str) -> Text:
         return Text(text, style="bold red" if self.markup else "")
+
+
+class SuiteName:
+    """A suite name, by default a test id, that where it must wrap breaks after "/" and
+    "::", and inside one part only when that part alone is too long for the column.
+
+    Args:
+        text: the name, e.g. "tests/test_study.py::test_rotation[15]".
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts = re.split(r"(?<=/)|(?<=::)", text)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(max(cell_len(part) for part in self.parts), cell_len(self.text))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        lines = [""]
+        for part in self.parts:
+            if lines[-1] and cell_len(lines[-1] + part) > options.max_width:
+                lines.append("")
+            lines[-1] += part
+        yield Text("\n".join(lines), overflow="fold")
 
 
 def renderables(report: Report, verbose: bool = False, markup: bool = False) -> list:
@@ -130,7 +171,7 @@ def renderables(report: Report, verbose: bool = False, markup: bool = False) -> 
 def _model_table(report: Report, model: ModelResult, style: _Style) -> Group:
     # The column "vs BASELINE" (index 3, present with a tracked baseline) folds a long name.
     table = style.rich_table(tables.model_table(report, model), {3: {"overflow": "fold"}})
-    title = f"Model {model.name}: {model.inputs} inputs in {len(model.suites)} suites"
+    title = f"Model {model.name}: {model_summary(model)}"
     return style.titled(title, table)
 
 
@@ -144,9 +185,7 @@ def _verbose_tables(report: Report, model: ModelResult, style: _Style) -> list[G
     suites = tables.suite_table(report, model)
     if suites is not None:
         # On 80 columns the suite names (test ids) need the room that "Accuracy" takes.
-        table = style.rich_table(
-            suites, {0: {"overflow": "fold", "ratio": 1}, 2: {"header": "Acc."}}
-        )
+        table = style.rich_table(suites, {0: {"ratio": 1}, 2: {"header": Text("Acc.")}}, names=0)
         # Nine columns: one space between them instead of two leaves room for names such
         # as "point_noise" before they fold.
         table.collapse_padding = True
@@ -177,10 +216,10 @@ def _verdict_table(report: Report, style: _Style) -> Group:
             measured = "n/a" if v.measured is None else f"fell {measured}"
             required = f"fall <= {required}"
         table.add_row(
-            v.model,
-            v.criterion.upper(),
-            measured,
-            required,
+            Text(v.model),
+            Text(v.criterion.upper()),
+            Text(measured),
+            Text(required),
             style.cell("pass", "pass") if v.passed else style.cell("FAIL", "fail"),
         )
     return style.titled("Thresholds", table)
