@@ -80,6 +80,9 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "--dl-coverage",
             "--study-profile=smoke",
             f"--dl-coverage-report=json:{report}",
+            # Fresh caches: the study trains its models and builds its profiles here.
+            f"--study-cache-dir={report.parent / 'models'}",
+            f"--dl-coverage-cache-dir={report.parent / 'profiles'}",
             "-p",
             "no:cacheprovider",
             "-q",
