@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..layout import ActivationBatch, NeuronLayout
-from ._checks import checked_bounds, checked_values, positive_int, unknown_params
-from .base import BitsetCriterion, register
+from ._checks import checked_values, positive_int, unknown_params
+from .base import register
+from .nbc import RangeCriterion
 
 if TYPE_CHECKING:
     from ..profile import TrainingProfile
 
 
 @register
-class KMultisectionCoverage(BitsetCriterion):
+class KMultisectionCoverage(RangeCriterion):
     """K-multisection neuron coverage over the training profile's ranges.
 
     Parameters (keyword arguments of the constructor):
@@ -41,7 +42,6 @@ class KMultisectionCoverage(BitsetCriterion):
     ) -> None:
         super().__init__(layout, profile, **params)
         if profile is not None:
-            self._low, self._high = checked_bounds(self.name, layout, profile)
             self._width = self._high - self._low
 
     @classmethod

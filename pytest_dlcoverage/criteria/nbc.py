@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from ..profile import TrainingProfile
 
 
-class _CornerCriterion(BitsetCriterion):
-    """A criterion over the corners outside each neuron's training range."""
+class RangeCriterion(BitsetCriterion):
+    """A criterion measured against each neuron's training range [low, high] (KMNC, NBC,
+    SNAC); the range is read and checked once, when the criterion is made."""
 
     def __init__(
         self, layout: NeuronLayout, profile: TrainingProfile | None = None, **params: Any
@@ -31,7 +32,7 @@ class _CornerCriterion(BitsetCriterion):
 
 
 @register
-class NeuronBoundaryCoverage(_CornerCriterion):
+class NeuronBoundaryCoverage(RangeCriterion):
     """Neuron boundary coverage. `covered_[:, 0]` are the lower corners, `covered_[:, 1]`
     the upper corners. Takes no parameters."""
 
@@ -47,7 +48,7 @@ class NeuronBoundaryCoverage(_CornerCriterion):
 
 
 @register
-class StrongNeuronActivationCoverage(_CornerCriterion):
+class StrongNeuronActivationCoverage(RangeCriterion):
     """Strong neuron activation coverage: the upper corners of NBC. Takes no parameters."""
 
     name = "snac"
