@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ClusteringWarning, DLCoverageError
+from .inputs import true_classes
 
 CLUSTER_COUNTS = (2, 3, 4)
 MIN_VALUES_TO_CLUSTER = 10
@@ -139,28 +140,18 @@ def cluster_values(
     return np.unique(best_centroids)
 
 
-def _sparse_labels(y: Any, inputs: int, classes: int, batch: int) -> np.ndarray:
+def _class_labels(y: Any, inputs: int, classes: int, batch: int) -> np.ndarray:
     """Returns labels as class indices `(inputs,)` from sparse or one-hot labels."""
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 2 and y.shape[1] == classes and classes > 1:
-        if not np.isfinite(y).all():
-            raise DLCoverageError(f"idc: expected finite labels; batch {batch} has NaN or inf")
-        y = np.argmax(y, axis=1)
-    if y.ndim != 1 or len(y) != inputs:
+    if y.ndim == 0 or len(y) != inputs:
         raise DLCoverageError(
-            f"idc: expected labels of shape ({inputs},) or ({inputs}, {classes}) for batch "
-            f"{batch} of {inputs} inputs; received shape {y.shape}"
+            f"idc: expected one label per input in training batch {batch} of {inputs} inputs; "
+            f"received labels of shape {y.shape}"
         )
-    if y.dtype.kind not in "biuf" or (
-        y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all())
-    ):
-        raise DLCoverageError(
-            f"idc: expected integer class labels for batch {batch}; received dtype {y.dtype}"
-            + (" with non-integer or non-finite values" if y.dtype.kind == "f" else "")
-        )
-    return y.astype(np.int64)
+    try:
+        return true_classes(y, classes)
+    except DLCoverageError as error:
+        raise DLCoverageError(f"idc: training batch {batch}: {error}") from None
 
 
 @dataclass(eq=False)
@@ -286,7 +277,7 @@ class ImportanceProfile:
                 )
             x, y = item
             predicted, logits, activations, relevance = subject.batch(x)
-            labels = _sparse_labels(y, len(predicted), logits.shape[1], index)
+            labels = _class_labels(y, len(predicted), logits.shape[1], index)
             correct = predicted == labels
             totals += relevance[correct].sum(axis=0, dtype=np.float64)
             kept.append(activations[correct])

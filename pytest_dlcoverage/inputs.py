@@ -161,3 +161,60 @@ def validate_batch(
             f"expected finite {what}; received {bad} NaN or infinite values in a batch of {len(x)}"
         )
     return x
+
+
+def _described(labels: np.ndarray) -> str:
+    """Returns what labels were received: dtype, shape and, if numeric, min and max."""
+    text = f"labels of dtype {labels.dtype} and shape {labels.shape}"
+    if labels.size and labels.dtype.kind in "biuf":
+        text += f", min {labels.min()}, max {labels.max()}"
+    return text
+
+
+def true_classes(labels: Any, classes: int) -> np.ndarray:
+    """Returns the true class of every input, from labels checked against a classifier
+    with `classes` output columns.
+
+    Sparse labels, shape `(n,)` or `(n, 1)`, must hold integral values in
+    `[0, classes)`, or 0 and 1 for a single (sigmoid) output column. One-hot (or soft)
+    labels, shape `(n, classes)`, give the class of their largest value.
+
+    Args:
+        labels: the true labels of `n` inputs.
+        classes: the model's output columns per input.
+
+    Returns:
+        The true classes, integers of shape `(n,)`.
+
+    Raises:
+        DLCoverageError: labels of another shape, not numeric, or sparse labels that are
+            not class indices; the message says what was received.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim >= 1 and len(labels) == 0:
+        return np.zeros(0, dtype=np.int64)
+    sparse = "0 or 1" if classes == 1 else f"integers in [0, {classes})"
+    expected = f"expected sparse labels, {sparse}, of shape (n,) or (n, 1)"
+    if classes > 1:
+        expected += f", or one-hot labels of shape (n, {classes})"
+    if labels.ndim == 0 or labels.dtype.kind not in "biuf":
+        raise DLCoverageError(f"{expected}; received {_described(labels)}")
+
+    flat = labels.reshape(len(labels), -1)
+    if classes > 1 and flat.shape[1] == classes:
+        if not np.isfinite(flat).all():
+            raise DLCoverageError(f"expected finite one-hot labels; received {_described(labels)}")
+        return flat.argmax(axis=1)
+    if flat.shape[1] != 1:
+        raise DLCoverageError(f"{expected}; received {_described(labels)}")
+
+    values = flat[:, 0].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(values) & (values == np.round(values))
+        valid &= (values >= 0) & (values < max(classes, 2))
+    if not valid.all():
+        bad = int(np.count_nonzero(~valid))
+        raise DLCoverageError(
+            f"{expected}; received {_described(labels)}, {bad} of {len(values)} outside that"
+        )
+    return values.astype(np.int64)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DLCoverageError
+from .inputs import true_classes
 
 if TYPE_CHECKING:
     from .criteria.base import Criterion
@@ -43,61 +44,6 @@ class RunningTest:
 
     nodeid: str | None = None
     excluded: bool = False
-
-
-def _described(labels: np.ndarray) -> str:
-    """Returns what labels were received: dtype, shape and, if numeric, min and max."""
-    text = f"labels of dtype {labels.dtype} and shape {labels.shape}"
-    if labels.size and labels.dtype.kind in "biuf":
-        text += f", min {labels.min()}, max {labels.max()}"
-    return text
-
-
-def true_classes(labels: Any, classes: int) -> np.ndarray:
-    """Returns the true class of every input, from labels checked against a classifier
-    with `classes` output columns.
-
-    Sparse labels, shape `(n,)` or `(n, 1)`, must hold integral values in
-    `[0, classes)`, or 0 and 1 for a single (sigmoid) output column. One-hot (or soft)
-    labels, shape `(n, classes)`, give the class of their largest value.
-
-    Args:
-        labels: the true labels of `n` inputs.
-        classes: the model's output columns per input.
-
-    Returns:
-        The true classes, integers of shape `(n,)`.
-
-    Raises:
-        DLCoverageError: labels of another shape, not numeric, or sparse labels that are
-            not class indices; the message says what was received.
-    """
-    labels = np.asarray(labels)
-    sparse = "0 or 1" if classes == 1 else f"integers in [0, {classes})"
-    expected = f"expected sparse labels, {sparse}, of shape (n,) or (n, 1)"
-    if classes > 1:
-        expected += f", or one-hot labels of shape (n, {classes})"
-    if labels.ndim == 0 or labels.dtype.kind not in "biuf":
-        raise DLCoverageError(f"{expected}; received {_described(labels)}")
-
-    flat = labels.reshape(len(labels), -1)
-    if classes > 1 and flat.shape[1] == classes:
-        if not np.isfinite(flat).all():
-            raise DLCoverageError(f"expected finite one-hot labels; received {_described(labels)}")
-        return flat.argmax(axis=1)
-    if flat.shape[1] != 1:
-        raise DLCoverageError(f"{expected}; received {_described(labels)}")
-
-    values = flat[:, 0].astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(values) & (values == np.round(values))
-        valid &= (values >= 0) & (values < max(classes, 2))
-    if not valid.all():
-        bad = int(np.count_nonzero(~valid))
-        raise DLCoverageError(
-            f"{expected}; received {_described(labels)}, {bad} of {len(values)} outside that"
-        )
-    return values.astype(np.int64)
 
 
 def count_correct(predictions: Any, labels: Any) -> tuple[int, int]:
@@ -166,12 +112,19 @@ def evaluation_result(
         correct, labelled = count_correct(predictions, labels)
         accuracy = correct / labelled if labelled else float("nan")
         return {"accuracy": accuracy} if return_dict else accuracy
-    loss = float(model.compute_loss(y=labels, y_pred=predictions, training=False))
-    model.reset_metrics()
-    logs = {
-        name: float(value)
-        for name, value in model.compute_metrics(None, labels, predictions, None).items()
-    }
+    try:
+        loss = float(model.compute_loss(y=labels, y_pred=predictions, training=False))
+        model.reset_metrics()
+        logs = {
+            name: float(value)
+            for name, value in model.compute_metrics(None, labels, predictions, None).items()
+        }
+    except Exception as error:  # Keras and TensorFlow raise several types for bad labels
+        raise DLCoverageError(
+            f"the compiled loss or metrics of model {model.name!r} refused labels of shape "
+            f"{np.shape(labels)} and dtype {np.asarray(labels).dtype} (for example one-hot "
+            f"labels for a sparse loss): {type(error).__name__}: {str(error)[:300]}"
+        ) from error
     logs["loss"] = loss
     if return_dict:
         return logs

@@ -391,12 +391,14 @@ def test_build_errors(small_classifier):
         ImportanceProfile.build(model, batches(x, mostly_wrong, 50), m=2)
 
     with pytest.raises(
-        DLCoverageError, match=r"shape \(50,\) or \(50, 3\).*received shape \(50, 7\)"
+        DLCoverageError, match=r"one-hot labels of shape \(n, 3\).*and shape \(50, 7\)"
     ):
         ImportanceProfile.build(model, batches(x, np.zeros((240, 7)), 50), m=2)
+    with pytest.raises(DLCoverageError, match=r"one label per input.*labels of shape \(3,\)"):
+        ImportanceProfile.build(model, [(x[:50], y[:3])], m=2)
     with pytest.raises(DLCoverageError, match="no labels"):
         ImportanceProfile.build(model, [(x, None)], m=2)
-    with pytest.raises(DLCoverageError, match="integer class labels"):
+    with pytest.raises(DLCoverageError, match=r"integers in \[0, 3\).*240 of 240 outside"):
         ImportanceProfile.build(model, [(x, y + 0.5)], m=2)
     bad = x.copy()
     bad[3, 2] = np.inf
@@ -520,3 +522,10 @@ def test_coverage_meter_measures_idc_on_the_subject_layer(cifar_resnet):
     test_values = channel_means(model, "pool", data.x_test)
     expected = nearest_combinations(test_values[:, importance.important], importance.centroids)
     assert (measured.covered, measured.total) == (len(expected), importance.combinations)
+
+
+def test_training_labels_outside_the_classes_are_refused(cifar_resnet):
+    model, data = cifar_resnet
+    x, y = data.x_train[:50], data.y_train[:50]
+    with pytest.raises(DLCoverageError, match=r"idc: training batch 0: .*integers in \[0, 10\)"):
+        ImportanceProfile.build(model, [(x, y + 5)], m=2)

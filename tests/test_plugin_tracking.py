@@ -372,3 +372,20 @@ def test_steps_read_what_keras_reads(tmp_path, data):
     assert (suites["a"].inputs, suites["d"].inputs, suites["g"].inputs) == (30 + 120, 32, 20)
     with pytest.raises(DLCoverageError, match="steps as a positive integer"):
         tracked.predict(x, steps=0)
+
+
+def test_an_empty_evaluate_is_a_clear_error_and_records_nothing(recording, data):
+    x, y = data
+    tracker, tracked, _ = recording
+    before = suite_snapshot(tracker)
+    with pytest.raises(DLCoverageError, match="expected at least one input.*received none"):
+        tracked.evaluate(x[:0], y[:0], suite="s")
+    assert suite_snapshot(tracker) == before
+
+
+def test_a_keras_loss_refusing_the_labels_is_a_clear_error(recording, data):
+    x, y = data
+    tracker, tracked, _ = recording
+    tracked.model.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(DLCoverageError, match=r"refused labels of shape \(40, 3\)"):
+        tracked.evaluate(x[40:80], np.eye(3)[y[40:80]], suite="s")
