@@ -41,11 +41,16 @@ class TopKNeuronCoverage(BitsetCriterion):
     def _update(self, batch: ActivationBatch) -> None:
         values = checked_values(self.name, batch)
         k = self.params["k"]
+        rows = np.arange(len(values))
         for columns in self.layout.slices().values():
-            layer = values[:, columns]
-            if layer.shape[1] <= k:
+            if columns.stop - columns.start <= k:
                 self.covered_[columns, 0] = True
                 continue
-            # A stable sort of the negated values ranks equal values by position.
-            top = np.argsort(-layer, axis=1, kind="stable")[:, :k]
-            self.covered_[columns.start + top.ravel(), 0] = True
+            # k rounds of argmax instead of a full sort: argmax returns the first of equal
+            # values, which is the tie rule, and a taken neuron is set to -inf (activations
+            # are finite) so that the next round finds the next one.
+            layer = values[:, columns].copy()
+            for _ in range(k):
+                top = layer.argmax(axis=1)
+                self.covered_[columns.start + top, 0] = True
+                layer[rows, top] = -np.inf
