@@ -240,7 +240,13 @@ def input_forms(x: np.ndarray, y: np.ndarray) -> dict[str, tuple]:
     }
 
 
-def test_every_input_form_and_batch_size_gives_identical_results(residual_capture, images):
+def assert_float32_equal(actual: np.ndarray, desired: np.ndarray, where: str) -> None:
+    """Float32 results agree to a few units in the last place (2**-23 is about 1.2e-7)."""
+    assert actual.shape == desired.shape, where
+    np.testing.assert_allclose(actual, desired, rtol=1e-6, atol=1e-6, err_msg=where)
+
+
+def test_every_input_form_and_batch_size_gives_the_same_results(residual_capture, images):
     images = images[:61]
     labels = np.arange(len(images)) % 3
     reference, _, reference_values = captured(residual_capture, images, batch_size=61)
@@ -250,8 +256,10 @@ def test_every_input_form_and_batch_size_gives_identical_results(residual_captur
                 residual_capture, x, y, batch_size=batch_size
             )
             where = f"{form}, batch_size={batch_size}"
-            np.testing.assert_array_equal(values, reference_values, err_msg=where)
-            np.testing.assert_array_equal(predictions, reference, err_msg=where)
+            # Equal up to float32 rounding: the model's own kernels may round differently
+            # for different batch shapes (oneDNN picks its kernels by shape on some CPUs).
+            assert_float32_equal(values, reference_values, where)
+            assert_float32_equal(predictions, reference, where)
             if y is not None or "pairs" in form or "labelled" in form:
                 np.testing.assert_array_equal(seen_labels, labels, err_msg=where)
             else:

@@ -114,10 +114,20 @@ def test_profile_ranges_equal_numpy_statistics_over_the_whole_training_set(cnn, 
 def test_profile_does_not_depend_on_batch_size_or_input_form(cnn, images, fitted):
     dataset = tf.data.Dataset.from_tensor_slices(images)
     other = meter_of(cnn, batch_size=7).fit(dataset)
-    np.testing.assert_array_equal(other.profile_.low, fitted.profile_.low)
-    np.testing.assert_array_equal(other.profile_.high, fitted.profile_.high)
-    np.testing.assert_allclose(other.profile_.ranges.mean, fitted.profile_.ranges.mean, rtol=1e-9)
-    np.testing.assert_allclose(other.profile_.ranges.std, fitted.profile_.ranges.std, rtol=1e-9)
+    assert other.profile_.ranges.count == fitted.profile_.ranges.count == len(images)
+    # Equal up to float32 rounding: the model's own kernels may round differently for
+    # different batch shapes (oneDNN picks its kernels by shape on some CPUs).
+    for name in ("low", "high"):
+        np.testing.assert_allclose(
+            getattr(other.profile_, name), getattr(fitted.profile_, name), rtol=1e-6, atol=1e-7
+        )
+    for name in ("mean", "std"):
+        np.testing.assert_allclose(
+            getattr(other.profile_.ranges, name),
+            getattr(fitted.profile_.ranges, name),
+            rtol=1e-6,
+            atol=1e-7,
+        )
 
 
 def test_fitting_again_on_other_data_replaces_the_profile(dense, features):

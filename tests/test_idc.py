@@ -347,9 +347,12 @@ def test_build_uses_correct_inputs_and_top_relevance(small_classifier):
     assert profile.important.tolist() == expected_top
 
     # Centroids are the clusters of the very activations the criterion will read.
+    # Up to float32 rounding: the model may round differently for another batch shape.
     for j, centroids in zip(profile.important, profile.centroids, strict=True):
-        np.testing.assert_array_equal(
-            centroids, cluster_values(activations[correct, j], seed=0, drop_zeros=True)
+        np.testing.assert_allclose(
+            centroids,
+            cluster_values(activations[correct, j], seed=0, drop_zeros=True),
+            rtol=1e-6,
         )
 
 
@@ -360,7 +363,8 @@ def test_build_does_not_depend_on_batching_or_label_encoding(small_classifier):
     assert one_hot.important.tolist() == sparse.important.tolist()
     np.testing.assert_allclose(one_hot.relevance, sparse.relevance, rtol=1e-5)
     for a, b in zip(one_hot.centroids, sparse.centroids, strict=True):
-        np.testing.assert_array_equal(a, b)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-6)  # float32 rounding may depend on batch shape
 
 
 def test_build_is_deterministic_for_a_seed(small_classifier):
