@@ -103,7 +103,16 @@ class CoverageMeter:
         """Returns the settings that shape the training profile (part of its fingerprint)."""
         idc = None
         if self.uses_idc:
-            idc = {**self.params["idc"], "seed": self.seed}
+            from . import importance
+
+            # The clustering rules shape the centroids as much as the parameters do.
+            clustering = {
+                "cluster_counts": list(importance.CLUSTER_COUNTS),
+                "min_values_to_cluster": importance.MIN_VALUES_TO_CLUSTER,
+                "silhouette_sample_size": importance.SILHOUETTE_SAMPLE_SIZE,
+                "kmeans_inits": importance.KMEANS_INITS,
+            }
+            idc = {**self.params["idc"], "seed": self.seed, "clustering": clustering}
         return {"format": PROFILE_FORMAT, "layers": list(self.layout.names), "idc": idc}
 
     def fingerprint(self, x: Any, y: Any = None) -> str:

@@ -67,7 +67,8 @@ def iter_batches(
     Args:
         x: the inputs (see the module docstring for the accepted forms).
         y: labels for an array `x`, shape `(n,)` or `(n, classes)`; with datasets and
-            iterables, labels come from the elements instead.
+            iterables, labels come from the elements instead, and a separate `y` is an
+            error.
         batch_size: the batch size used to split arrays and unbatched datasets.
         input_rank: rank of one batch of model inputs, batch axis included; used to tell
             an unbatched dataset from a batched one.
@@ -78,6 +79,11 @@ def iter_batches(
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise DLCoverageError(f"expected a positive integer batch_size; received {batch_size!r}")
     if _is_dataset(x):
+        if y is not None:
+            raise DLCoverageError(
+                "expected the labels of a tf.data.Dataset inside it, as (inputs, labels) "
+                f"elements; received a separate y, {_shown(y)}"
+            )
         yield from _iter_dataset(x, batch_size, input_rank)
         return
     if (
@@ -99,6 +105,12 @@ def iter_batches(
     for item in x:
         inputs, labels = _split_pair(item)
         yield from _iter_array(inputs, labels, batch_size)
+
+
+def _shown(value: Any) -> str:
+    """Returns the type of `value` and, when it has one, its shape."""
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + ("" if shape is None else f" of shape {tuple(shape)}")
 
 
 def _iter_array(x: Any, y: Any, batch_size: int) -> Iterator[Batch]:

@@ -283,3 +283,15 @@ def test_inputs_are_streamed_in_batches_of_at_most_batch_size(residual_capture, 
 def test_labels_of_a_different_length_are_an_error(residual_capture, images):
     with pytest.raises(DLCoverageError, match="203 inputs and 5 labels"):
         list(residual_capture.stream(images, np.zeros(5)))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_separate_labels_for_a_dataset_are_an_error_not_dropped(images, batched):
+    dataset = tf.data.Dataset.from_tensor_slices(images[:5])
+    if batched:
+        dataset = dataset.batch(2)
+    message = (
+        r"labels of a tf.data.Dataset inside it.*received a separate y, ndarray of shape \(5,\)"
+    )
+    with pytest.raises(DLCoverageError, match=message):
+        list(iter_batches(dataset, np.arange(5), input_rank=4))

@@ -93,6 +93,15 @@ def test_nc_raw_compares_activations_to_threshold():
     assert negative.covered_[:, 0].tolist() == [True, True, True, False, True]
 
 
+def test_nc_raw_mode_has_its_own_default_threshold_zero():
+    assert REGISTRY["nc"].validate_params(scaled=False) == {"threshold": 0.0, "scaled": False}
+    assert REGISTRY["nc"].validate_params(scaled=True)["threshold"] == 0.75
+    assert REGISTRY["nc"].validate_params(scaled=False, threshold=0.75)["threshold"] == 0.75
+    # Positive values below the scaled default 0.75 cover in raw mode; 0 itself does not.
+    raw = measured("nc", NC_LAYOUT, [[0.5, 0.1, 0.0, 0.7, -1.0]], None, scaled=False)
+    assert raw.covered_[:, 0].tolist() == [True, True, False, True, False]
+
+
 def test_nc_needs_no_profile_and_defaults():
     criterion = REGISTRY["nc"](NC_LAYOUT)
     assert criterion.params == {"threshold": 0.75, "scaled": True}

@@ -19,6 +19,7 @@ tf = pytest.importorskip("tensorflow")
 
 from pytest_dlcoverage.engine import DEFAULT_CRITERIA, CoverageMeter  # noqa: E402
 from pytest_dlcoverage.errors import DLCoverageError, ProfileCacheWarning  # noqa: E402
+from pytest_dlcoverage.fingerprint import architecture, model_fingerprint  # noqa: E402
 from pytest_dlcoverage.profile import TrainingProfile  # noqa: E402
 
 layers = keras.layers
@@ -26,9 +27,10 @@ NEURON_CRITERIA = ("nc", "kmnc", "nbc", "snac", "tknc")
 REPO = Path(__file__).parents[1]
 
 
-def conv_model() -> keras.Model:
+def conv_model(name: str | None = "conv") -> keras.Model:
     """Returns a small CNN on `(8, 8, 3)` inputs with three classes; its default layers
-    are `c1` (conv with relu), `r1` (ReLU after BatchNormalization) and `d1` (relu Dense)."""
+    are `c1` (conv with relu), `r1` (ReLU after BatchNormalization) and `d1` (relu Dense).
+    A `name` of `None` lets Keras number the model."""
     keras.utils.set_random_seed(11)
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
@@ -37,18 +39,18 @@ def conv_model() -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(5, activation="relu", name="d1")(x)
     outputs = layers.Dense(3, activation="softmax", name="out")(x)
-    return keras.Model(inputs, outputs, name="conv")
+    return keras.Model(inputs, outputs, name=name)
 
 
-def dense_model(seed: int = 12, name: str = "net") -> keras.Model:
-    """Returns a Sequential classifier of 6 features: relu Dense layers `d1` (5 units)
-    and `d2` (4 units), softmax output of 3 classes; `seed` draws the weights."""
+def dense_model(seed: int = 12, name: str = "net", activation: str = "relu") -> keras.Model:
+    """Returns a Sequential classifier of 6 features: Dense layers `d1` (5 units) and `d2`
+    (4 units) with `activation`, softmax output of 3 classes; `seed` draws the weights."""
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
         [
             keras.Input((6,)),
-            layers.Dense(5, activation="relu", name="d1"),
-            layers.Dense(4, activation="relu", name="d2"),
+            layers.Dense(5, activation=activation, name="d1"),
+            layers.Dense(4, activation=activation, name="d2"),
             layers.Dense(3, activation="softmax", name="out"),
         ],
         name=name,
@@ -265,6 +267,111 @@ def test_models_of_the_same_name_with_other_weights_never_share_a_profile(featur
     uncached = meter_of(second).fit(x)
     np.testing.assert_array_equal(second_meter.profile_.high, uncached.profile_.high)
     assert not np.array_equal(second_meter.profile_.high, first_meter.profile_.high)
+
+
+def image_model(variant: str) -> keras.Model:
+    """Returns a functional CNN on `(8, 8, 3)` inputs; each `variant` changes one setting
+    or one connection of the "base" architecture and none of its weights' shapes."""
+    option = {
+        "relu": variant != "elu",
+        "cap": 0.1 if variant == "cap" else None,
+        "scale": 10.0 if variant == "scale" else 1.0,
+        "strides": 2 if variant == "strides" else 1,
+        "padding": "same" if variant == "padding" else "valid",
+        "pool": 3 if variant == "pool" else 2,
+    }
+    # A named input: an unnamed one is numbered per build, which alone would tell them apart.
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = layers.Rescaling(option["scale"], name="scale")(inputs)
+    x = layers.Conv2D(
+        4,
+        3,
+        strides=option["strides"],
+        padding=option["padding"],
+        activation="relu" if option["relu"] else "elu",
+        name="c1",
+    )(x)
+    x = layers.ReLU(max_value=option["cap"], name="r1")(x)
+    x = layers.MaxPooling2D(option["pool"], name="pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    a = layers.Dense(4, activation="relu", name="a")(x)
+    b = layers.Dense(4, activation="relu", name="b")(a if variant == "chain" else x)
+    outputs = layers.Dense(3, activation="softmax", name="out")(layers.Add(name="add")([a, b]))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("variant", ["elu", "cap", "scale", "strides", "padding", "pool", "chain"])
+def test_models_that_differ_only_in_architecture_never_share_a_fingerprint(variant):
+    keras.utils.set_random_seed(31)
+    base = image_model("base")
+    other = image_model(variant)
+    other.set_weights(base.get_weights())
+    assert model_fingerprint(other) != model_fingerprint(base)
+
+
+def test_a_model_differing_only_in_activation_does_not_load_the_others_cached_profile(
+    features, tmp_path
+):
+    x, _ = features
+    relu = dense_model(seed=23, activation="relu")
+    elu = dense_model(seed=23, activation="elu")
+    for mine, theirs in zip(relu.weights, elu.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    relu_meter = meter_of(relu).fit(x, cache_dir=tmp_path)
+    elu_meter = meter_of(elu).fit(x, cache_dir=tmp_path)
+    assert elu_meter.profile_.fingerprint != relu_meter.profile_.fingerprint
+    assert len(list(tmp_path.iterdir())) == 2
+    uncached = meter_of(elu).fit(x)
+    np.testing.assert_array_equal(elu_meter.profile_.low, uncached.profile_.low)
+    assert elu_meter.profile_.low.min() < 0 <= relu_meter.profile_.low.min()
+
+
+def test_the_same_model_built_again_or_in_another_process_has_the_same_fingerprint():
+    # Keras numbers the unnamed model and its input in order of creation: conv_model(None)
+    # is named differently on each build here, and differently again in a fresh process.
+    first, second = conv_model(name=None), conv_model(name=None)
+    assert first.name != second.name
+    assert model_fingerprint(second) == model_fingerprint(first)
+    description = architecture(first)
+    assert first.name not in description
+    assert " at 0x" not in description
+    printed = run_python(
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from test_engine import conv_model\n"
+        "from pytest_dlcoverage.fingerprint import model_fingerprint\n"
+        "print(model_fingerprint(conv_model(name=None)))\n"
+    )
+    assert printed.splitlines()[-1] == model_fingerprint(first)
+
+
+def test_the_clustering_rules_of_idc_are_part_of_the_fingerprint(dense, features, monkeypatch):
+    from pytest_dlcoverage import importance
+
+    x, y = features
+    base = meter_of(dense, criteria=DEFAULT_CRITERIA).fingerprint(x, y)
+    changes = {
+        "SILHOUETTE_SAMPLE_SIZE": 1000,
+        "KMEANS_INITS": 3,
+        "CLUSTER_COUNTS": (2, 3),
+        "MIN_VALUES_TO_CLUSTER": 20,
+    }
+    for constant, value in changes.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(importance, constant, value)
+            changed = meter_of(dense, criteria=DEFAULT_CRITERIA).fingerprint(x, y)
+        assert changed != base, constant
+    assert meter_of(dense, criteria=DEFAULT_CRITERIA).fingerprint(x, y) == base
+    # Without IDC the clustering shapes nothing.
+    without_idc = meter_of(dense).fingerprint(x, y)
+    monkeypatch.setattr(importance, "KMEANS_INITS", 3)
+    assert meter_of(dense).fingerprint(x, y) == without_idc
+
+
+def test_labels_beside_a_dataset_are_an_error_not_dropped(dense, features):
+    x, y = features
+    meter = meter_of(dense, criteria=DEFAULT_CRITERIA, params={"idc": {"m": 2}})
+    with pytest.raises(DLCoverageError, match=r"inside it, as \(inputs, labels\) elements"):
+        meter.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), y)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])

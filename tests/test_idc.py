@@ -193,6 +193,34 @@ def test_combinations_beyond_int64_are_counted_exactly():
     assert int("".join(map(str, first)), 2) in set(state.codes_.tolist())
 
 
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        ([1, 1, 4], r"distinct codes in increasing order; received 3 codes, 1 of them"),
+        ([4, 2], r"distinct codes in increasing order; received 2 codes, 1 of them"),
+        ([0, 6], r"codes in \[0, 6\) for clusters \(2, 3\); received the code 6"),
+    ],
+)
+def test_a_loaded_state_with_repeated_unsorted_or_impossible_codes_is_refused(codes, message):
+    profile = hand_profile(HAND_CENTROIDS, important=[3, 1], neurons=4)
+    state = idc_for(profile)
+    state.codes_ = np.array(codes, dtype=np.int64)
+    data = state.to_bytes()
+    for loaded_with in (profile, None):
+        with pytest.raises(DLCoverageError, match=message):
+            Criterion.from_bytes(data, loaded_with)
+
+
+def test_a_loaded_state_beyond_int64_with_bad_codes_is_refused():
+    neurons = 70
+    profile = hand_profile([[0.0, 1.0]] * neurons, important=list(range(neurons)), neurons=neurons)
+    state = idc_for(profile)
+    for codes, message in (([5, 5], "increasing order"), ([1, 2**70], "received the code")):
+        state.codes_ = np.array(codes, dtype=object)
+        with pytest.raises(DLCoverageError, match=message):
+            Criterion.from_bytes(state.to_bytes())
+
+
 def test_per_layer_is_not_defined():
     profile, _ = random_case()
     with pytest.raises(NotImplementedError):

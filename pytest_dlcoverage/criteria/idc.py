@@ -250,6 +250,26 @@ class ImportanceDrivenCoverage(Criterion):
                 int.from_bytes(body[i : i + width], "little") for i in range(0, len(body), width)
             ]
             self.codes_ = np.array(codes, dtype=object)
+        self._check_codes()
+
+    def _check_codes(self) -> None:
+        # Coverage is the number of codes, so a repeated or impossible code would count
+        # a combination twice or one that does not exist.
+        codes = self.codes_
+        if not len(codes):
+            return
+        unordered = int(np.count_nonzero(~np.asarray(codes[1:] > codes[:-1], dtype=bool)))
+        if unordered:
+            raise DLCoverageError(
+                f"idc: expected a state of distinct codes in increasing order; received "
+                f"{len(codes)} codes, {unordered} of them not above the code before"
+            )
+        if codes[0] < 0 or codes[-1] >= self._total:
+            wrong = codes[0] if codes[0] < 0 else codes[-1]
+            raise DLCoverageError(
+                f"idc: expected codes in [0, {self._total}) for clusters {self._counts}; "
+                f"received the code {wrong}"
+            )
 
 
 IDC = ImportanceDrivenCoverage

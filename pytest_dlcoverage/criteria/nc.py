@@ -3,7 +3,7 @@
 A neuron is covered once some input drives it above a threshold. In the scaled mode
 of DeepXplore (the default) each input's values are first scaled, layer by layer, to
 [0, 1] by that layer's minimum and maximum for that input; in the raw mode the
-threshold applies to the activation itself. NC needs no training profile.
+threshold applies to the activation itself, 0 by default. NC needs no training profile.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from .base import BitsetCriterion, register
 if TYPE_CHECKING:
     from ..profile import TrainingProfile
 
+SCALED_THRESHOLD = 0.75
+RAW_THRESHOLD = 0.0
+
 
 @register
 class NeuronCoverage(BitsetCriterion):
@@ -27,7 +30,8 @@ class NeuronCoverage(BitsetCriterion):
 
     Parameters (keyword arguments of the constructor):
         threshold: a neuron is covered by a value strictly above it; in [0, 1] when
-            `scaled`, any finite number otherwise. Default 0.75.
+            `scaled`, any finite number otherwise. Default 0.75 when `scaled`; 0.0 in
+            the raw mode, where any positive activation (an active ReLU) covers.
         scaled: scale each input's values per layer to [0, 1] before comparing
             (DeepXplore's definition). Default true. A layer whose values are all
             equal for an input has no spread to scale by; its scaled values are 0 for
@@ -50,7 +54,8 @@ class NeuronCoverage(BitsetCriterion):
         scaled = params.get("scaled", True)
         if not isinstance(scaled, (bool, np.bool_)):
             raise DLCoverageError(f"nc: scaled must be true or false; received scaled={scaled!r}")
-        threshold = finite_float(cls.name, "threshold", params.get("threshold", 0.75))
+        default = SCALED_THRESHOLD if scaled else RAW_THRESHOLD
+        threshold = finite_float(cls.name, "threshold", params.get("threshold", default))
         if scaled and not 0.0 <= threshold <= 1.0:
             raise DLCoverageError(
                 "nc: threshold must be in [0, 1] when scaled=True (scaled values lie in "
