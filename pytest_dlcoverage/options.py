@@ -432,8 +432,8 @@ def resolve_settings(
     if raw["fail_under"] is not None:
         r = raw["fail_under"]
         thresholds = tuple(parse_threshold(t, r.source) for t in _as_list(r.value))
-    for threshold in thresholds:
-        _check_measured(threshold.criterion, threshold.text, criteria, "--dl-coverage-fail-under")
+        for threshold in thresholds:
+            _check_measured(threshold.criterion, threshold.text, criteria, r.source)
 
     reports: tuple[ReportSpec, ...] = (ReportSpec("term"),)
     if raw["report"] is not None:
@@ -458,8 +458,8 @@ def resolve_settings(
                 f"{r.source}: needs an earlier report to compare with; "
                 "give --dl-coverage-compare=PATH"
             )
-    for drop in max_drops:
-        _check_measured(drop.criterion, drop.text, criteria, "--dl-coverage-compare-fail")
+        for drop in max_drops:
+            _check_measured(drop.criterion, drop.text, criteria, r.source)
 
     cache_dir = rootdir / DEFAULT_CACHE_DIR
     if raw["cache_dir"] is not None:

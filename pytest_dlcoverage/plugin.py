@@ -52,6 +52,8 @@ class PluginState:
         files_written: the file reports were written (or tried).
         outcomes: what became of each file report.
         shown: the terminal summary showed the report and the outcomes.
+        stopped: the test loop stopped early (`-x`, `--maxfail`, `--sw`), so the report
+            covers the tests that ran.
     """
 
     settings: Settings
@@ -63,6 +65,7 @@ class PluginState:
     files_written: bool = False
     outcomes: list[WriteOutcome] = field(default_factory=list)
     shown: bool = False
+    stopped: bool = False
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -207,22 +210,39 @@ def dl_coverage(request: pytest.FixtureRequest) -> CoverageTracker:
     return CoverageTracker(settings, state.measurements, context, quiet_capture)
 
 
+def _stop_signals() -> tuple[type[BaseException], ...]:
+    """Returns the exceptions that end the test loop early on purpose: pytest's for
+    `-x`/`--maxfail` (`Failed`) and for a plugin's request to stop such as `--sw`
+    (`Interrupted`), and pytest-xdist's own `Interrupted`, when it is loaded."""
+    signals: list[type[BaseException]] = [pytest.Session.Failed, pytest.Session.Interrupted]
+    xdist = sys.modules.get("xdist.dsession")
+    if xdist is not None and isinstance(getattr(xdist, "Interrupted", None), type):
+        signals.append(xdist.Interrupted)
+    return tuple(signals)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, None]:
     """Builds the report and decides the verdicts once the tests ran (on the
     pytest-xdist controller, once every worker's data arrived), before any report is
-    shown; a failing check makes the exit status 1."""
-    outcome = yield
+    shown; a failing check makes the exit status 1.
+
+    A run stopped early (`-x`, `--maxfail`, `--sw`) is reported with what its tests
+    measured, as pytest-cov does; a run that ran no test because collection failed, or
+    that was interrupted from the keyboard, is not.
+    """
     config = session.config
+    # pytest runs no test at all after a collection error, unless told to continue.
+    keep_going = config.option.continue_on_collection_errors
+    collection_failed = bool(session.testsfailed) and not keep_going
+    outcome = yield
     state = _state(config)
-    if (
-        state is None
-        or state.measurements is None
-        or state.worker
-        or config.option.collectonly
-        or outcome.excinfo is not None
-    ):
+    if state is None or state.measurements is None or state.worker or config.option.collectonly:
         return
+    if outcome.excinfo is not None:
+        if collection_failed or not isinstance(outcome.excinfo[1], _stop_signals()):
+            return
+        state.stopped = True
     from .session import build_report
 
     settings = state.settings
@@ -314,6 +334,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write(
             render(report, verbose=kind == "term-verbose", markup=markup, width=width)
         )
+    if state.stopped:
+        # pytest itself says why it stopped ("stopping after 1 failures").
+        terminalreporter.write_line(
+            "dl-coverage: the run stopped early; the report covers only the tests that ran",
+            yellow=True,
+        )
     for outcome in state.outcomes:
         if outcome.error is None:
             terminalreporter.write_line(outcome.message())
@@ -328,6 +354,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     if report.failed:
         # Counted in the final summary line, so that it does not read as a clean pass.
+        # pytest colours that line red only for failed tests and errors (this key makes it
+        # yellow), and after a run stopped early it lists only the kinds of result seen
+        # during the tests; changing either takes pytest's private state, so it stays so.
         failures = terminalreporter.stats.setdefault(SUMMARY_KEY, [])
         failures.extend(report.failures)
         failures.extend(report.missing)

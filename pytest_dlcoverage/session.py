@@ -492,15 +492,18 @@ def correlate(models: Iterable[ModelResult], criterion: str) -> Correlation:
             coverages.append(value)
 
     n = len(accuracies)
-    reason = None
+    reason = short_reason = None
     if n < 3:
         reason = f"needs at least 3 pairs with accuracy and coverage; has {n}"
+        short_reason = f"needs 3 pairs, has {n}"
     elif len(set(accuracies)) == 1:
         reason = "accuracy is the same for every pair"
+        short_reason = "constant accuracy"
     elif len(set(coverages)) == 1:
         reason = "coverage is the same for every pair"
+        short_reason = "constant coverage"
     if reason is not None:
-        return Correlation(criterion, n, dropped, reason=reason)
+        return Correlation(criterion, n, dropped, reason=reason, short_reason=short_reason)
     pearson = stats.pearsonr(accuracies, coverages)
     spearman = stats.spearmanr(accuracies, coverages)
     return Correlation(

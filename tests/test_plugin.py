@@ -219,6 +219,17 @@ def test_fixture_and_marker_are_documented(pytester):
             "dl_coverage_criteria = nc,kmnc",
             "*'idc', which is not measured*",
         ),
+        # A threshold from the ini file is named by its ini name, where the user wrote it.
+        (
+            [],
+            "dl_coverage_criteria = nc\ndl_coverage_fail_under = kmnc:0.5",
+            "dl_coverage_fail_under: 'kmnc:0.5' names criterion 'kmnc', which is not measured",
+        ),
+        (
+            [],
+            "dl_coverage_criteria = nc\ndl_coverage_compare_fail = kmnc:0.1",
+            "dl_coverage_compare_fail: 'kmnc:0.1' names criterion 'kmnc', which is not *",
+        ),
     ],
 )
 def test_malformed_values_are_usage_errors(pytester, args, ini, message):
@@ -271,6 +282,47 @@ def test_a_report_that_cannot_be_written_does_not_stop_the_others(pytester, warn
                 "*ReportWriteWarning: cannot write json report to *blocker*cov.json: *",
             ]
         )
+
+
+@pytest.mark.parametrize("warnings_as_errors", [False, True])
+def test_a_report_writer_that_raises_is_a_warning_and_the_others_still_appear(
+    pytester, warnings_as_errors
+):
+    # Any error of a writer, not only the file system's, e.g. json refusing a value.
+    pytester.makeconftest(
+        """
+from pytest_dlcoverage.report import jsonreport
+
+
+def broken(report, path):
+    raise ValueError("Out of range float values are not JSON compliant")
+
+
+jsonreport.write = broken
+"""
+    )
+    pytester.makepyfile("def test_fast():\n    pass\n")
+    args = ["-W", "error"] if warnings_as_errors else []
+    result = run(
+        pytester,
+        "--dl-coverage",
+        "-p",
+        "no:cacheprovider",
+        *args,
+        "--dl-coverage-report=json:cov.json",
+        "--dl-coverage-report=term",
+        "--dl-coverage-report=markdown:ok.md",
+    )
+    assert result.ret == 0, result.text
+    assert "Traceback" not in result.text and "INTERNALERROR" not in result.text
+    assert "## DL coverage" in (pytester.path / "ok.md").read_text()
+    assert has_terminal_report(result)
+    message = "cannot write json report to *cov.json: ValueError: Out of range float values*"
+    result.stdout.fnmatch_lines(
+        ["No model was tracked*", f"dl-coverage: {message}", "markdown report written to *ok.md"]
+    )
+    if not warnings_as_errors:
+        result.stdout.fnmatch_lines(["*warnings summary*", f"*ReportWriteWarning: {message}"])
 
 
 # -- coverage off ---------------------------------------------------------------------------------
@@ -435,6 +487,70 @@ def test_ini_twins_and_command_line_precedence(project):
     assert not has_terminal_report(result)
     result.stdout.fnmatch_lines(["json report written to *ini.json"])
     assert list((project.path / "profiles").glob("*.npz"))
+
+
+# -- runs that stop early -------------------------------------------------------------------
+
+
+STOPPING_TESTS = """
+import numpy as np
+
+
+def test_fails(hand):
+    hand.predict(np.array([[1.0]], dtype="float32"), suite="before")
+    assert False
+
+
+def test_after(hand):
+    hand.predict(np.array([[0.25]], dtype="float32"), suite="after")
+"""
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [["-x"], ["--sw"], ["-n", "2", "--maxfail=1"]],
+    ids=["exitfirst", "stepwise", "xdist-maxfail"],
+)
+def test_a_run_stopped_early_reports_what_its_tests_measured(project, stop):
+    # -x stops with pytest's Failed, --sw with its Interrupted, pytest-xdist with its own.
+    project.makepyfile(test_models=STOPPING_TESTS)
+    cache = [] if "--sw" in stop else ["-p", "no:cacheprovider"]  # --sw needs the cache
+    result = run(
+        project,
+        "--dl-coverage",
+        "--dl-coverage-criteria=nc",
+        "--dl-coverage-fail-under=hand.nc:0.9",
+        "--dl-coverage-report=term",
+        "--dl-coverage-report=json:cov.json",
+        *cache,
+        *stop,
+    )
+    # The exit status stays pytest's: 1 after -x, 2 (interrupted) after a stop request.
+    assert result.ret == (1 if stop == ["-x"] else 2), result.text
+    assert "INTERNALERROR" not in result.text
+    assert re.search(r"NC\s+2/4\s+50%", "\n".join(section(result)))
+    suites = json.loads((project.path / "cov.json").read_text())["models"]["hand"]["suites"]
+    assert "before" in suites and (len(stop) > 1 or "after" not in suites)
+    result.stdout.fnmatch_lines(
+        [
+            "dl-coverage: the run stopped early; the report covers only the tests that ran",
+            "json report written to *cov.json",
+            "FAIL dl-coverage: model 'hand' NC: coverage 50% is below the required 90%",
+            # pytest counts the failed check in its last line only after every test ran.
+            "*1 failed*",
+        ]
+    )
+
+
+def test_a_run_whose_collection_failed_has_no_report(pytester):
+    # pytest runs no test after a collection error: nothing was measured to report.
+    pytester.makepyfile(test_ok="def test_fast():\n    pass\n", test_broken="import not_a_module\n")
+    result = run(
+        pytester, "--dl-coverage", "-p", "no:cacheprovider", "--dl-coverage-report=json:c.json"
+    )
+    assert result.ret == 2, result.text
+    assert "INTERNALERROR" not in result.text and "dl-coverage" not in result.stdout.str()
+    assert not (pytester.path / "c.json").exists()
 
 
 # -- pytest-xdist --------------------------------------------------------------------------

@@ -208,6 +208,10 @@ def test_malformed_settings(cli, message):
 def test_ini_source_is_named_in_messages():
     with pytest.raises(DLCoverageError, match="dl_coverage_kmnc_k"):
         settings(ini={"kmnc_k": "many"})
+    with pytest.raises(DLCoverageError, match="^dl_coverage_fail_under: 'idc:0.5' names"):
+        settings(ini={"criteria": "nc", "fail_under": ["idc:0.5"]})
+    with pytest.raises(DLCoverageError, match="^dl_coverage_compare_fail: 'idc:0.1' names"):
+        settings(ini={"criteria": "nc", "compare_fail": ["idc:0.1"]})
 
 
 def test_drop_limits_from_the_ini_file_wait_for_a_compared_report():

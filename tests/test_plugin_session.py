@@ -8,6 +8,7 @@ number below is counted by hand.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import warnings
@@ -208,9 +209,42 @@ def test_correlation_says_why_it_has_no_value():
     model = build_report(m, CRITERIA).models
     few = correlate(model, "nc")
     assert few.pearson_r is None and "at least 3 pairs" in few.reason and few.n == 2
+    assert few.short_reason == "needs 3 pairs, has 2"
     feed(m, "a", "s3", [[1, 2, 4]], correct=2, labelled=4)
     constant = correlate(build_report(m, CRITERIA).models, "nc")
     assert constant.pearson_r is None and "accuracy is the same" in constant.reason
+    assert constant.short_reason == "constant accuracy"
+
+
+def test_a_correlation_row_without_coefficients_says_why_in_every_format():
+    m = Measurements()
+    m.add_model("a", None, new_states())
+    # NC covers 1, 2, 3 of 8 neurons; TKNC (k=1) covers 2 of 8 in every suite.
+    feed(m, "a", "s1", [[0]], correct=1, labelled=2)
+    feed(m, "a", "s2", [[1, 2]], correct=2, labelled=2)
+    feed(m, "a", "s3", [[1, 2, 4]], correct=0, labelled=2)
+    constant = build_report(m, CRITERIA)
+    few = Measurements()
+    few.add_model("a", None, new_states())
+    feed(few, "a", "s1", [[0]], correct=1, labelled=2)
+    feed(few, "a", "s2", [[1, 2]], correct=2, labelled=2)
+    few = build_report(few, CRITERIA)
+
+    text = term.render(constant, markup=False, width=80)
+    assert re.search(r"^NC\s+-?\d\.\d{3}\s+\S+\s+-?\d\.\d{3}\s+3\s+0$", text, re.MULTILINE)
+    assert re.search(r"^TKNC\s+constant coverage\s+3\s+0$", text, re.MULTILINE)
+    text = term.render(few, markup=False, width=80)
+    assert re.search(r"^NC\s+needs 3 pairs, has 2\s+2\s+0$", text, re.MULTILINE)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "\x1b" in term.render(few, markup=True, width=80)  # the reason is dimmed
+
+    assert "| TKNC | *constant coverage* |  |  | 3 | 0 |" in markdown.render(constant)
+    assert "| NC | *needs 3 pairs, has 2* |  |  | 2 | 0 |" in markdown.render(few)
+    page = html.render(few)
+    assert '<td class="note" colspan="3">needs 3 pairs, has 2</td><td>2</td><td>0</td>' in page
+    # The row says why; no "n/a" stands for the coefficients, no note repeats it below.
+    for rendered in (term.render(few), markdown.render(few), page):
+        assert "n/a" not in rendered and "no correlation" not in rendered
 
 
 # -- between processes ----------------------------------------------------------------------
@@ -468,6 +502,38 @@ def test_html_report_is_self_contained(tmp_path):
         assert base64.b64decode(source.split(",", 1)[1]).startswith(b"\x89PNG")
     assert "<link" not in page and "<script" not in page
     assert "<td>4/8</td>" in page
+
+
+def test_delta_plot_draws_no_bar_for_an_undefined_delta_and_labels_like_the_tables():
+    report = build_report(study(), CRITERIA)
+    base, retrained = report.models
+    # NC's delta undefined (as for a criterion without items); TKNC's tiny but not 0.
+    retrained = dataclasses.replace(retrained, delta={"nc": None, "tknc": Fraction(1, 10**6)})
+    figure = html.delta_figure(dataclasses.replace(report, models=(base, retrained)))
+    (ax,) = figure.axes
+    bars = ax.patches
+    assert len(bars) == 1 and bars[0].get_x() < 1 < bars[0].get_x() + bars[0].get_width()
+    labels = {text.get_text(): text for text in ax.texts}
+    assert set(labels) == {"n/a", "+<0.01 pp"}
+    # The "n/a" stands on the zero line at NC, inside the drawn area.
+    x, y = labels["n/a"].xy
+    assert (x, y) == (0, 0) and ax.get_xlim()[0] < x < ax.get_xlim()[1]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["retrained vs base"]
+
+
+def test_a_writer_that_fails_in_any_way_does_not_stop_the_others(tmp_path, monkeypatch):
+    def broken(report, path):
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    monkeypatch.setattr(jsonreport, "write", broken)
+    specs = (ReportSpec("json", tmp_path / "r.json"), ReportSpec("markdown", tmp_path / "ok.md"))
+    outcomes = write_file_reports(build_report(study(), CRITERIA), specs)
+    assert [o.path for o in outcomes] == [None, tmp_path / "ok.md"]
+    assert isinstance(outcomes[0].error, ValueError)
+    assert outcomes[0].message() == (
+        f"cannot write json report to {tmp_path / 'r.json'}: "
+        "ValueError: Out of range float values are not JSON compliant"
+    )
 
 
 def test_every_report_is_tried_and_each_failure_is_kept(tmp_path):

@@ -94,6 +94,8 @@ class Correlation:
         pearson_r, p_value: Pearson's r and its two-sided p-value, or `None`.
         spearman_rho: Spearman's rank correlation, or `None`.
         reason: why the coefficients are `None` (too few pairs, a constant value).
+        short_reason: the reason in a few words, short enough for a table cell in 80
+            columns ("needs 3 pairs, has 2").
     """
 
     criterion: str
@@ -103,6 +105,7 @@ class Correlation:
     p_value: float | None = None
     spearman_rho: float | None = None
     reason: str | None = None
+    short_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,16 +302,6 @@ def coverage_percent(coverage: Coverage | None) -> str:
     return "-" if coverage is None else percent(coverage.exact)
 
 
-def correlation_notes(correlation: tuple[Correlation, ...]) -> list[str]:
-    """Returns one sentence per reason why criteria have no correlation coefficient,
-    naming the criteria it applies to."""
-    by_reason: dict[str, list[str]] = {}
-    for c in correlation:
-        if c.reason is not None:
-            by_reason.setdefault(c.reason, []).append(c.criterion.upper())
-    return [f"{', '.join(names)}: no correlation, {reason}." for reason, names in by_reason.items()]
-
-
 def number(value: float | None, digits: int = 3) -> str:
     """Returns a float for display, "n/a" when undefined."""
     return "n/a" if value is None else f"{value:.{digits}f}"
@@ -331,23 +324,33 @@ class WriteOutcome:
     Attributes:
         spec: the requested report.
         path: the file written (for HTML, its index page), or `None` when it could not be.
-        error: why it could not be written, or `None`.
+        error: why it could not be written (the file system's error, or any other the
+            writer raised), or `None`.
     """
 
     spec: ReportSpec
     path: Path | None
-    error: OSError | None = None
+    error: Exception | None = None
 
     def message(self) -> str:
         """Returns one line saying where the report went or why it could not be written."""
         if self.error is None:
             return f"{self.spec.kind} report written to {self.path}"
-        return f"cannot write {self.spec.kind} report to {self.spec.dest}: {self.error}"
+        # An OSError's text names the file and the cause; another error's text alone may
+        # say little (nothing for a bare ValueError()), so its class is named too.
+        cause = str(self.error)
+        if not isinstance(self.error, OSError):
+            name = type(self.error).__name__
+            cause = f"{name}: {cause}" if cause else name
+        return f"cannot write {self.spec.kind} report to {self.spec.dest}: {cause}"
 
 
 def write_file_reports(report: Report, specs: tuple[ReportSpec, ...]) -> list[WriteOutcome]:
     """Writes every file report; one that cannot be written does not stop the others.
 
+    Any error of a writer is kept, not only the file system's: a report is a by-product
+    of the session, and a bug in one format, or a library's warning turned into an error
+    by `-W error`, must not cost the other reports, the terminal report or the session.
     Telling the user about a failure (a `ReportWriteWarning`) is left to the caller, so
     that a warning turned into an error cannot keep the remaining reports unwritten.
 
@@ -366,6 +369,6 @@ def write_file_reports(report: Report, specs: tuple[ReportSpec, ...]) -> list[Wr
         assert spec.dest is not None
         try:
             outcomes.append(WriteOutcome(spec, writers[spec.kind](report, spec.dest)))
-        except OSError as error:
+        except Exception as error:
             outcomes.append(WriteOutcome(spec, None, error))
     return outcomes

@@ -14,9 +14,13 @@ import html
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..fileio import atomic_write
-from . import Report, correlation_notes, model_summary, tables
+from . import Report, model_summary, points, tables
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;
@@ -33,6 +37,7 @@ td.pass { color: #1a7f37; } td.fail { color: #c62828; font-weight: bold; }
 .banner.pass { background: #e8f5e9; color: #1a7f37; }
 img { max-width: 100%; }
 .note { color: #666; }
+td.note { text-align: center; font-style: italic; }
 """
 
 
@@ -40,25 +45,31 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-# The page marks verdicts only; deltas carry their sign in the text.
-_CLASSES = {"pass": "pass", "fail": "fail"}
+# The page marks verdicts and words in place of numbers; deltas carry their sign in the text.
+_CLASSES = {"pass": "pass", "fail": "fail", "note": "note"}
 
 
 def _table(table: tables.Table) -> str:
-    """Returns a table as HTML: text columns get the class "text" (aligned left), and a
-    verdict its class "pass" or "fail"."""
+    """Returns a table as HTML: text columns get the class "text" (aligned left), a
+    verdict its class "pass" or "fail", words in place of numbers the class "note", and
+    a cell that stands for several columns its colspan."""
 
-    def cell(tag: str, text: str, j: int, tone: str = "") -> str:
+    def cell(tag: str, text: str, j: int, tone: str = "", span: int = 1) -> str:
         css = _CLASSES.get(tone, "")
         names = " ".join(n for n in (css, "text" if j < table.text_columns else "") if n)
-        return (
-            f'<{tag} class="{names}">{_e(text)}</{tag}>' if names else f"<{tag}>{_e(text)}</{tag}>"
+        attributes = (f' class="{names}"' if names else "") + (
+            f' colspan="{span}"' if span > 1 else ""
         )
+        return f"<{tag}{attributes}>{_e(text)}</{tag}>"
 
     head = "".join(cell("th", h, j) for j, h in enumerate(table.header))
     body = []
     for i, row in enumerate(table.rows):
-        cells = [cell("td", c, j, table.tone(i, j)) for j, c in enumerate(row)]
+        cells = [
+            cell("td", c, j, table.tone(i, j), table.span(i, j))
+            for j, c in enumerate(row)
+            if table.span(i, j) > 0
+        ]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -103,7 +114,7 @@ def scatter_plot(report: Report) -> str | None:
         subtitle = (
             f"r = {correlation.pearson_r:.2f}, n = {correlation.n}"
             if correlation.pearson_r is not None
-            else f"n = {correlation.n}"
+            else correlation.short_reason or f"n = {correlation.n}"
         )
         ax.set_title(f"{criterion.upper()} ({subtitle})", fontsize=10)
         ax.set_xlabel("accuracy (%)")
@@ -119,7 +130,15 @@ def scatter_plot(report: Report) -> str | None:
 def delta_plot(report: Report) -> str | None:
     """Returns an `<img>` of each model's per-criterion coverage delta against its
     baseline, in percentage points, or `None` when no model has a tracked baseline."""
+    figure = delta_figure(report)
+    return None if figure is None else _png(figure)
+
+
+def delta_figure(report: Report) -> Figure | None:
+    """Returns the figure of `delta_plot`: per criterion one bar per model with a tracked
+    baseline, labelled like the tables; an undefined delta has no bar and reads "n/a"."""
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     models = [m for m in report.models if m.baseline_found]
     if not models:
@@ -127,22 +146,48 @@ def delta_plot(report: Report) -> str | None:
     figure = Figure(figsize=(max(5.0, 1.1 * len(report.criteria) * len(models) + 2), 3.6))
     ax = figure.subplots()
     width = 0.8 / len(models)
+    legend = []
     for k, model in enumerate(models):
-        values = [
-            float(model.delta[c]) * 100 if model.delta.get(c) is not None else 0.0
-            for c in report.criteria
-        ]
-        positions = [i - 0.4 + width * (k + 0.5) for i in range(len(report.criteria))]
-        bars = ax.bar(positions, values, width, label=f"{model.name} vs {model.baseline}")
-        ax.bar_label(bars, labels=[f"{v:+.1f}" for v in values], fontsize=8, padding=2)
+        color = f"C{k % 10}"
+        defined, undefined = [], []
+        for i, criterion in enumerate(report.criteria):
+            position = i - 0.4 + width * (k + 0.5)
+            delta = model.delta.get(criterion)
+            if delta is None:
+                undefined.append(position)
+            else:
+                defined.append((position, delta))
+        legend.append(Patch(color=color, label=f"{model.name} vs {model.baseline}"))
+        if defined:
+            positions, deltas = zip(*defined, strict=True)
+            bars = ax.bar(positions, [float(d) * 100 for d in deltas], width, color=color)
+            # The labels are those of the tables: a delta that is not 0 never reads as 0.
+            labels = [points(d, signed=True) for d in deltas]
+            ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
+        # An undefined delta (a coverage without items on either side) has no bar, only
+        # a label on the zero line, so that it cannot be read as no change.
+        for position in undefined:
+            ax.annotate(
+                "n/a",
+                (position, 0),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=color,
+            )
     ax.axhline(0, color="#444", linewidth=0.8)
+    # Fixed, not fitted to the bars: an "n/a" outside the limits would not be drawn.
+    ax.set_xlim(-0.5, len(report.criteria) - 0.5)
     ax.set_xticks(range(len(report.criteria)))
     ax.set_xticklabels([c.upper() for c in report.criteria])
     ax.set_ylabel("coverage delta (percentage points)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    # Drawn from patches, so that a model whose deltas are all undefined is listed too.
+    ax.legend(handles=legend, fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return figure
 
 
 def render(report: Report) -> str:
@@ -183,8 +228,6 @@ def render(report: Report) -> str:
     if correlation is not None:
         parts.append("<h2>Accuracy and coverage</h2>")
         parts.append(_table(correlation))
-        for note in correlation_notes(report.correlation):
-            parts.append(f"<p class='note'>{_e(note)}</p>")
         scatter = scatter_plot(report)
         if scatter:
             parts.append(scatter)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import atomic_write
-from . import Report, correlation_notes, model_summary, tables
+from . import Report, model_summary, tables
 
 
 def _escape(text: str) -> str:
@@ -17,10 +17,15 @@ def _escape(text: str) -> str:
 
 
 def _table(table: tables.Table) -> list[str]:
-    """Returns a table's Markdown lines and a blank line; a failed verdict is bold."""
+    """Returns a table's Markdown lines and a blank line; a failed verdict is bold, words
+    in place of a number are in italics."""
 
     def cell(text: str, tone: str) -> str:
-        return f"**{_escape(text)}**" if tone == "fail" else _escape(text)
+        if tone == "fail":
+            return f"**{_escape(text)}**"
+        if tone == "note":
+            return f"*{_escape(text)}*"
+        return _escape(text)
 
     align = [":--" if j < table.text_columns else "--:" for j in range(len(table.header))]
     lines = [
@@ -67,8 +72,6 @@ def render(report: Report) -> str:
     if correlation is not None:
         out += ["### Accuracy/coverage correlation", ""]
         out += _table(correlation)
-        notes = correlation_notes(report.correlation)
-        out += [f"- {note}" for note in notes] + ([""] if notes else [])
 
     if report.comparison is not None:
         out += [f"### Change against {_code(report.comparison.source)}", ""]

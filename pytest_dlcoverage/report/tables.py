@@ -36,18 +36,28 @@ class Table:
         text_columns: how many leading columns hold text (aligned left); the others hold
             numbers (aligned right).
         tones: per row, per cell, what the value means for a format that marks it: "gain"
-            or "loss" for a delta above or below zero, "pass" or "fail" for a verdict, ""
-            for nothing; empty when no cell has a tone.
+            or "loss" for a delta above or below zero, "pass" or "fail" for a verdict,
+            "note" for words standing where a number would be, "" for nothing; empty when
+            no cell has a tone.
+        spans: per row, per cell, how many columns the cell takes: 1 as usual, more for
+            a cell that stands for the next ones too, which then hold "" and span 0;
+            empty when every cell takes one column. Formats that cannot merge cells
+            (terminal, Markdown) show the cells as they are.
     """
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     text_columns: int = 1
     tones: tuple[tuple[str, ...], ...] = ()
+    spans: tuple[tuple[int, ...], ...] = ()
 
     def tone(self, row: int, column: int) -> str:
         """Returns the tone of one cell, "" when it has none."""
         return self.tones[row][column] if self.tones else ""
+
+    def span(self, row: int, column: int) -> int:
+        """Returns how many columns one cell takes (0 for one inside another's span)."""
+        return self.spans[row][column] if self.spans else 1
 
 
 def _delta_tone(value: Fraction | None) -> str:
@@ -116,22 +126,24 @@ def layer_table(report: Report, model: ModelResult) -> Table | None:
 
 def correlation_table(report: Report) -> Table | None:
     """Returns the accuracy/coverage correlation per criterion, or `None` when no model
-    has a suite to correlate."""
+    has a suite to correlate. A criterion without coefficients says why in their place
+    ("needs 3 pairs, has 2")."""
     if not any(model.suites for model in report.models):
         return None
     header = ("Criterion", "Pearson r", "p-value", "Spearman rho", "n", "Dropped")
-    rows = tuple(
-        (
-            c.criterion.upper(),
-            number(c.pearson_r),
-            p_value_text(c.p_value),
-            number(c.spearman_rho),
-            str(c.n),
-            str(c.dropped),
-        )
-        for c in report.correlation
-    )
-    return Table(header, rows)
+    rows, tones, spans = [], [], []
+    for c in report.correlation:
+        counts = (str(c.n), str(c.dropped))
+        if c.short_reason is not None:
+            rows.append((c.criterion.upper(), c.short_reason, "", "", *counts))
+            tones.append(("", "note", "", "", "", ""))
+            spans.append((1, 3, 0, 0, 1, 1))
+        else:
+            coefficients = (number(c.pearson_r), p_value_text(c.p_value), number(c.spearman_rho))
+            rows.append((c.criterion.upper(), *coefficients, *counts))
+            tones.append(("",) * len(header))
+            spans.append((1,) * len(header))
+    return Table(header, tuple(rows), tones=tuple(tones), spans=tuple(spans))
 
 
 def comparison_table(comparison: Comparison) -> Table:

@@ -26,7 +26,6 @@ from rich.text import Text
 from . import (
     ModelResult,
     Report,
-    correlation_notes,
     distinct_texts,
     model_summary,
     percent,
@@ -49,7 +48,7 @@ PLAIN = box.Box(
 
 
 # How each tone of `tables.Table` looks on a terminal with colour.
-TONES = {"gain": "green", "loss": "red", "pass": "green", "fail": "bold red"}
+TONES = {"gain": "green", "loss": "red", "pass": "green", "fail": "bold red", "note": "dim"}
 
 
 class _Style:
@@ -156,9 +155,8 @@ def renderables(report: Report, verbose: bool = False, markup: bool = False) -> 
             parts.extend(_verbose_tables(report, model, style))
     correlation = tables.correlation_table(report)
     if correlation is not None:
-        notes = [Text(note) for note in correlation_notes(report.correlation)]
         title = "Accuracy/coverage correlation over (model, suite) pairs"
-        parts.append(Group(style.titled(title, style.rich_table(correlation)), *notes))
+        parts.append(style.titled(title, style.rich_table(correlation)))
     if report.comparison is not None:
         parts.append(_comparison_table(report, style))
     if report.verdicts:
