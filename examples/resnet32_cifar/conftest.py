@@ -9,6 +9,9 @@ Options (each with an environment twin, the option winning):
 - `--study-cache-dir=DIR` (`DLCOV_STUDY_CACHE_DIR`): where trained models are kept;
   `.cache` beside this file by default.
 
+A bad value of any of them (an unknown profile, a data folder without the batches, a
+cache path that is a file) stops pytest with a usage error before any test runs.
+
 These options exist only when this folder is named on the command line, since pytest
 reads a folder's conftest.py before parsing the options only for the paths it is given.
 """
@@ -24,7 +27,7 @@ import pytest
 
 from pytest_dlcoverage.errors import DLCoverageError
 
-from .cifar10 import ENV_VAR, OPTION, Cifar10, find_cifar10
+from .cifar10 import ENV_VAR, OPTION, Cifar10, find_cifar10, locate_cifar10
 from .training import (
     CACHE_ENV_VAR,
     CACHE_OPTION,
@@ -61,11 +64,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_configure(config: pytest.Config) -> None:
+    """Checks the study's options and their environment twins before any test runs, so
+    that a bad value stops pytest with a usage error (exit status 4) instead of failing
+    every test that needs it."""
     try:
-        profile = resolve_profile(config.getoption(PROFILE_OPTION))
+        resolve_profile(config.getoption(PROFILE_OPTION, None))
+        resolve_cache_dir(config.getoption(CACHE_OPTION, None))
+        # Only a folder named by the option or the environment can be wrong here; the
+        # Keras cache and the download are tried when the data is first needed.
+        locate_cifar10(config.getoption(OPTION, None))
     except DLCoverageError as error:
-        return f"resnet32-cifar study: {error}"
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    profile = resolve_profile(config.getoption(PROFILE_OPTION, None))
     return (
         f"resnet32-cifar study: profile {profile.name} ({profile.train_images} training "
         f"images, {profile.base.epochs} + {profile.retrain.epochs} epochs, "
@@ -84,11 +98,9 @@ def _visible(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def study_profile(request: pytest.FixtureRequest) -> StudyProfile:
-    """The study profile chosen by `--study-profile` or `DLCOV_STUDY_PROFILE`."""
-    try:
-        return resolve_profile(request.config.getoption(PROFILE_OPTION))
-    except DLCoverageError as error:
-        raise pytest.UsageError(str(error)) from None
+    """The study profile chosen by `--study-profile` or `DLCOV_STUDY_PROFILE` (checked in
+    `pytest_configure`)."""
+    return resolve_profile(request.config.getoption(PROFILE_OPTION))
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,14 @@ import numpy as np
 from .augment import AUGMENTATIONS, augment_mixed, augmented_copies
 from .cifar10 import Cifar10, class_balanced_subset
 from .resnet import build_resnet32
-from .training import StudyProfile, cached_training, fingerprint, schedule_settings, train
+from .training import (
+    StudyProfile,
+    base_settings,
+    cached_training,
+    fingerprint,
+    retrain_settings,
+    train,
+)
 
 ORIGINAL = "original"
 SUITES = (ORIGINAL, *AUGMENTATIONS)
@@ -103,14 +110,17 @@ def prepare_data(cifar: Cifar10, profile: StudyProfile) -> StudyData:
 
 
 def base_key(data: StudyData, profile: StudyProfile) -> str:
-    """Returns the fingerprint of the base model: training settings, data and seed."""
-    return fingerprint("base", schedule_settings(profile), data.key)
+    """Returns the fingerprint of the base model: its training settings, its training
+    images and the seed (not the retraining settings)."""
+    return fingerprint("base", base_settings(profile), data.key)
 
 
 def retrained_key(data: StudyData, profile: StudyProfile) -> str:
-    """Returns the fingerprint of the retrained model: its base model and the augmented
-    images."""
-    return fingerprint("retrained", base_key(data, profile), data.x_augmented)
+    """Returns the fingerprint of the retrained model: its base model, the retraining
+    settings and the augmented images."""
+    return fingerprint(
+        "retrained", base_key(data, profile), retrain_settings(profile), data.x_augmented
+    )
 
 
 def base_model(data: StudyData, profile: StudyProfile, cache_dir: Path) -> Any:

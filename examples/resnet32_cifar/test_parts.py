@@ -1,10 +1,14 @@
 """Unit tests of the study's parts: the CIFAR-10 loader and its lookup, the model, the
-augmentations and the training helpers. They need no CIFAR-10 and run in seconds."""
+augmentations, the training helpers and the checks of the study's options. They need no
+CIFAR-10 and run in seconds."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -27,7 +31,9 @@ from .cifar10 import (
     load_batches,
 )
 from .resnet import build_resnet32
+from .study import StudyData, base_key, retrained_key
 from .training import (
+    CACHE_ENV_VAR,
     PROFILE_ENV_VAR,
     PROFILES,
     Schedule,
@@ -345,6 +351,15 @@ def test_resolve_cache_dir_order(tmp_path: Path) -> None:
     assert resolve_cache_dir(None, {}).name == ".cache"
 
 
+def test_resolve_cache_dir_rejects_a_file(tmp_path: Path) -> None:
+    (tmp_path / "models").write_text("not a folder")
+
+    with pytest.raises(DLCoverageError, match=f"{CACHE_ENV_VAR}.*is a file"):
+        resolve_cache_dir(None, {CACHE_ENV_VAR: str(tmp_path / "models")})
+    with pytest.raises(DLCoverageError, match="--study-cache-dir.*is a file"):
+        resolve_cache_dir(str(tmp_path / "models" / "below"), {})
+
+
 def test_paper_profile_follows_the_study() -> None:
     paper = PROFILES["paper"]
     assert (paper.train_images, paper.base.epochs, paper.base.batch_size) == (50_000, 120, 100)
@@ -420,3 +435,98 @@ def test_fingerprint_depends_on_every_part() -> None:
     y = x.copy()
     y[0, 0] = 1
     assert fingerprint(x) != fingerprint(y)
+
+
+def _study_data() -> StudyData:
+    images = _images(4, seed=0)
+    labels = np.arange(4)
+    return StudyData(
+        x_train=images,
+        y_train=labels,
+        x_augmented=_images(4, seed=1),
+        suites={},
+        profile_base=(images, labels),
+        profile_retrained=(images, labels),
+        key=fingerprint(images, labels),
+    )
+
+
+def test_model_keys_depend_only_on_what_shaped_each_model() -> None:
+    data = _study_data()
+    profile = PROFILES["smoke"]
+    other_retraining = dataclasses.replace(
+        profile, retrain=dataclasses.replace(profile.retrain, learning_rate=1e-4)
+    )
+    other_training = dataclasses.replace(profile, base=dataclasses.replace(profile.base, epochs=2))
+    other_sizes = dataclasses.replace(profile, test_images=50, profile_images=100)
+    other_copies = dataclasses.replace(data, x_augmented=_images(4, seed=2))
+
+    # Retraining settings change the retrained model only.
+    assert base_key(data, other_retraining) == base_key(data, profile)
+    assert retrained_key(data, other_retraining) != retrained_key(data, profile)
+    # The base model's training changes both; test and profile sizes change neither.
+    assert base_key(data, other_training) != base_key(data, profile)
+    assert retrained_key(data, other_training) != retrained_key(data, profile)
+    assert base_key(data, other_sizes) == base_key(data, profile)
+    assert retrained_key(data, other_sizes) == retrained_key(data, profile)
+    # The augmented copies are the retrained model's data, not the base model's.
+    assert base_key(other_copies, profile) == base_key(data, profile)
+    assert retrained_key(other_copies, profile) != retrained_key(data, profile)
+
+
+# -- the options ------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent
+STUDY_VARIABLES = (PROFILE_ENV_VAR, CACHE_ENV_VAR, ENV_VAR)
+
+
+class _NoOptions:
+    """Stands in for a pytest config on whose command line no study option was given."""
+
+    def getoption(self, name: str, default: object = None) -> object:
+        return default
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (PROFILE_ENV_VAR, "fast", ["paper, cpu, smoke", "'fast'"]),
+        (ENV_VAR, "{tmp}/typo", ["{tmp}/typo", "missing data_batch_1"]),
+        (CACHE_ENV_VAR, "{tmp}/file", ["{tmp}/file", "is a file"]),
+    ],
+)
+def test_configure_rejects_a_bad_environment_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: list[str]
+) -> None:
+    from .conftest import pytest_configure
+
+    (tmp_path / "file").write_text("not a folder")
+    for variable in STUDY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv(name, value.format(tmp=tmp_path))
+
+    with pytest.raises(pytest.UsageError) as error:
+        pytest_configure(_NoOptions())
+
+    assert name in str(error.value)
+    for text in expected:
+        assert text.format(tmp=tmp_path) in str(error.value)
+
+
+def test_a_bad_profile_variable_stops_pytest_with_a_usage_error() -> None:
+    # --collect-only: should the check not stop pytest, nothing is trained either.
+    environ = {key: v for key, v in os.environ.items() if key not in STUDY_VARIABLES}
+    environ.update({PROFILE_ENV_VAR: "fast", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    options = ["--collect-only", "-q", "-p", "no:cacheprovider"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", str(EXAMPLE), *options],
+        cwd=EXAMPLE.parents[1],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert completed.returncode == 4, completed.stdout + completed.stderr
+    message = "expected DLCOV_STUDY_PROFILE to be one of paper, cpu, smoke; received 'fast'"
+    assert message in completed.stderr

@@ -12,9 +12,10 @@ the test suites and the coverage profile's training subset are. Three are define
   model above 50% test accuracy. See README.md for the measurements behind it.
 - `smoke`: the smallest study that still trains on real images, for CI.
 
-Trained models are saved as `.keras` files named after a fingerprint of the profile,
-the training data and the seed, so that a second run with the same settings trains
-nothing, and a change to any of them trains again.
+Trained models are saved as `.keras` files named after a fingerprint of what shaped
+them, so that a second run with the same settings trains nothing, and a change to any
+of them trains again: for the base model its training settings, images and seed; for
+the retrained model its base model and the retraining settings and images.
 """
 
 from __future__ import annotations
@@ -180,13 +181,27 @@ def resolve_profile(option: str | None, environ: Mapping[str, str] | None = None
 
 def resolve_cache_dir(option: str | None, environ: Mapping[str, str] | None = None) -> Path:
     """Returns the folder of cached models: the option, else the environment, else
-    `.cache` beside this file."""
+    `.cache` beside this file.
+
+    Raises:
+        DLCoverageError: when the path names a file, or lies below one, so that the first
+            trained model could not be saved there.
+    """
     environ = os.environ if environ is None else environ
     if option is not None:
-        return Path(option).expanduser()
-    if environ.get(CACHE_ENV_VAR):
-        return Path(environ[CACHE_ENV_VAR]).expanduser()
-    return DEFAULT_CACHE_DIR
+        origin, path = CACHE_OPTION, Path(option).expanduser()
+    elif environ.get(CACHE_ENV_VAR):
+        origin, path = CACHE_ENV_VAR, Path(environ[CACHE_ENV_VAR]).expanduser()
+    else:
+        return DEFAULT_CACHE_DIR
+    # Checked now rather than when the first model is saved, after its training.
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DLCoverageError(
+            f"expected {origin} to name a folder (existing or not) for the cached models; "
+            f"received {str(path)!r}, but {str(existing)!r} is a file"
+        )
+    return path
 
 
 def fingerprint(*parts: Any) -> str:
@@ -387,15 +402,24 @@ def cached_training(cache_dir: Path, name: str, key: str, make: Callable[[], Any
     return keras.models.load_model(path, compile=False)
 
 
-def schedule_settings(profile: StudyProfile) -> dict[str, Any]:
-    """Returns the settings of `profile` that shape the trained models, for fingerprints
-    (the test and profile sizes do not change a model)."""
-    settings = asdict(profile)
-    for key in ("name", "test_images", "profile_images"):
-        settings.pop(key)
-    settings["code_version"] = TRAINING_CODE_VERSION
-    settings["keras_major"] = _keras_major()
-    return settings
+def base_settings(profile: StudyProfile) -> dict[str, Any]:
+    """Returns the settings of `profile` that shape the base model, for its fingerprint:
+    its training schedule, the number of training images, the seed and the versions of
+    the training code and of Keras. The retraining, the test suites and the coverage
+    profile do not change the base model, so they are left out."""
+    return {
+        "train_images": profile.train_images,
+        "schedule": asdict(profile.base),
+        "seed": profile.seed,
+        "code_version": TRAINING_CODE_VERSION,
+        "keras_major": _keras_major(),
+    }
+
+
+def retrain_settings(profile: StudyProfile) -> dict[str, Any]:
+    """Returns the settings of `profile` that shape the retrained model beyond its base
+    model, for its fingerprint: the retraining schedule."""
+    return {"schedule": asdict(profile.retrain)}
 
 
 def _keras_major() -> str:
