@@ -183,13 +183,44 @@ def _described(labels: np.ndarray) -> str:
     return text
 
 
+def _check_one_hot(rows: np.ndarray, labels: np.ndarray) -> None:
+    """Raises `DLCoverageError` naming the first of `rows`, shape `(n, classes)`, that is
+    not one-hot: a value other than 0 or 1, or not exactly one 1."""
+    with np.errstate(invalid="ignore"):
+        binary = (rows == 0) | (rows == 1)
+    ones = np.count_nonzero(rows == 1, axis=1)
+    bad = ~binary.all(axis=1) | (ones != 1)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    why = "values other than 0 and 1" if not binary[row].all() else f"{ones[row]} ones"
+    raise DLCoverageError(
+        f"expected one-hot labels of shape (n, {rows.shape[1]}): every value 0 or 1, exactly "
+        f"one 1 per row; received {_described(labels)}; {np.count_nonzero(bad)} of {len(rows)} "
+        f"rows are not one-hot, the first is row {row}: {_row_text(rows[row])} ({why})"
+    )
+
+
+def _row_text(row: np.ndarray) -> str:
+    """Returns one label row for a message: all its values, or for a long row only
+    the nonzero ones by column."""
+    if len(row) <= 10:
+        return "[" + ", ".join(f"{value:g}" for value in row.tolist()) + "]"
+    nonzero = np.flatnonzero(row != 0)
+    shown = ", ".join(f"{column}: {row[column]:g}" for column in nonzero[:10].tolist())
+    more = f", and {len(nonzero) - 10} more" if len(nonzero) > 10 else ""
+    return f"nonzero values by column {{{shown}{more}}}"
+
+
 def true_classes(labels: Any, classes: int) -> np.ndarray:
     """Returns the true class of every input, from labels checked against a classifier
     with `classes` output columns.
 
     Sparse labels, shape `(n,)` or `(n, 1)`, must hold integral values in
-    `[0, classes)`, or 0 and 1 for a single (sigmoid) output column. One-hot (or soft)
-    labels, shape `(n, classes)`, give the class of their largest value.
+    `[0, classes)`, or 0 and 1 for a single (sigmoid) output column. One-hot labels,
+    shape `(n, classes)`, must be exact: every value 0 or 1, one 1 per row. Soft or
+    smoothed rows are refused, since their largest value is no true class (and tied
+    rows would all count as class 0).
 
     Args:
         labels: the true labels of `n` inputs.
@@ -199,8 +230,9 @@ def true_classes(labels: Any, classes: int) -> np.ndarray:
         The true classes, integers of shape `(n,)`.
 
     Raises:
-        DLCoverageError: labels of another shape, not numeric, or sparse labels that are
-            not class indices; the message says what was received.
+        DLCoverageError: labels of another shape, not numeric, sparse labels that are
+            not class indices, or rows that are not one-hot; the message says what was
+            received.
     """
     labels = np.asarray(labels)
     if labels.ndim >= 1 and len(labels) == 0:
@@ -214,8 +246,7 @@ def true_classes(labels: Any, classes: int) -> np.ndarray:
 
     flat = labels.reshape(len(labels), -1)
     if classes > 1 and flat.shape[1] == classes:
-        if not np.isfinite(flat).all():
-            raise DLCoverageError(f"expected finite one-hot labels; received {_described(labels)}")
+        _check_one_hot(flat, labels)
         return flat.argmax(axis=1)
     if flat.shape[1] != 1:
         raise DLCoverageError(f"{expected}; received {_described(labels)}")

@@ -65,4 +65,5 @@ class Coverage:
         return Coverage(self.covered + other.covered, self.total + other.total)
 
     def __str__(self) -> str:
-        return f"{self.covered}/{self.total} ({self.percent_text()}%)"
+        percent = f"{self.percent_text()}%" if self.total else "n/a"
+        return f"{self.covered}/{self.total} ({percent})"

@@ -182,43 +182,70 @@ class TrackedModel:
         return recorder if recorder is not None and recorder.recording else None
 
     def predict(
-        self, x: Any, *, suite: str | None = None, batch_size: int | None = None, **kwargs: Any
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        steps: int | None = None,
+        callbacks: list | None = None,
+        *,
+        suite: str | None = None,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Returns the model's predictions for `x` and records their coverage.
+
+        The arguments before `suite` are those of `keras.Model.predict`, in its order.
 
         Args:
             x: inputs: an array of shape `(n, ...)`, a `tf.data.Dataset` or an iterable
                 of batches.
-            suite: the suite the inputs belong to; by default the running test's id.
             batch_size: inputs per forward pass.
-            **kwargs: other keyword arguments of `keras.Model.predict`: `verbose`
-                (ignored while recording), `steps` (only the first `steps` batches are
-                read, as Keras does) and `callbacks` (must be empty while recording).
+            verbose: Keras' progress display; ignored while recording.
+            steps: only the first `steps` batches are read, as Keras does.
+            callbacks: Keras callbacks; must be empty while recording.
+            suite: the suite the inputs belong to, a non-blank string; by default the
+                running test's id.
+            **kwargs: handed to Keras when not recording; an error while recording.
 
         Returns:
             The predictions, shape `(n, ...)`, as `keras.Model.predict` returns them.
 
         Raises:
-            DLCoverageError: while recording, an argument it cannot honour.
+            DLCoverageError: `suite` is not a non-blank string or `None`; while
+                recording, an argument it cannot honour.
         """
+        where = f"predict of tracked model {self._name!r}"
+        _check_name_argument(suite, "suite", where, "the running test's id")
         recorder = self._recording()
         if recorder is None:
-            if batch_size is not None:
-                kwargs["batch_size"] = batch_size
-            return self._model.predict(x, **kwargs)
-        x, _ = _keras_arguments(self._name, "predict", kwargs, x, None, batch_size)
+            return self._model.predict(
+                x,
+                batch_size=batch_size,
+                verbose=verbose,
+                steps=steps,
+                callbacks=callbacks,
+                **kwargs,
+            )
+
+        x, _ = _keras_arguments(
+            where, x, None, batch_size=batch_size, steps=steps, callbacks=callbacks, unknown=kwargs
+        )
         predictions, _, states = recorder.observe(x, None, batch_size)
         recorder.record(suite, states, len(predictions))
         return predictions
 
     def evaluate(
         self,
-        x: Any,
+        x: Any = None,
         y: Any = None,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: list | None = None,
+        return_dict: bool = False,
         *,
         suite: str | None = None,
-        batch_size: int | None = None,
-        return_dict: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Evaluates the model on `x` with one forward pass, recording coverage and
@@ -226,20 +253,25 @@ class TrackedModel:
 
         Nothing is recorded unless the whole call succeeds: labels are checked before
         the forward pass where they are given apart from `x`, and coverage and accuracy
-        are added to the suite only once the result is computed.
+        are added to the suite only once the result is computed. The arguments before
+        `suite` are those of `keras.Model.evaluate`, in its order; when a compiled model
+        is not recording, all of them go to Keras unchecked.
 
         Args:
             x: inputs: an array of shape `(n, ...)`, or a dataset or iterable of
                 `(inputs, labels)` batches.
             y: labels for an array `x`: sparse `(n,)` class indices or one-hot
                 `(n, classes)` (see `true_classes`).
-            suite: the suite the inputs belong to; by default the running test's id.
             batch_size: inputs per forward pass.
+            verbose: Keras' progress display; ignored.
+            sample_weight: must be `None`: every input counts once.
+            steps: only the first `steps` batches are read, as Keras does.
+            callbacks: Keras callbacks; must be empty.
             return_dict: return named values, as Keras does.
-            **kwargs: other keyword arguments of `keras.Model.evaluate`: `verbose`
-                (ignored), `steps` (only the first `steps` batches are read, as Keras
-                does), `callbacks` (must be empty) and `sample_weight` (must be `None`).
-                Unchecked when a compiled model is not recording: Keras takes them.
+            suite: the suite the inputs belong to, a non-blank string; by default the
+                running test's id.
+            **kwargs: handed to Keras by a compiled model that is not recording; an
+                error otherwise.
 
         Returns:
             For a compiled model, its loss and metrics as `keras.Model.evaluate` returns
@@ -247,17 +279,36 @@ class TrackedModel:
             uncompiled one, the accuracy. See `evaluation_result`.
 
         Raises:
-            DLCoverageError: labels missing or not class labels of this model, or an
-                argument it cannot honour.
+            DLCoverageError: `suite` is not a non-blank string or `None`, labels missing
+                or not class labels of this model, or an argument it cannot honour.
         """
+        where = f"evaluate of tracked model {self._name!r}"
+        _check_name_argument(suite, "suite", where, "the running test's id")
         recorder = self._recording()
         if recorder is None and _compiled(self._model):
             # Nothing to record: Keras evaluates the model itself, as the test asked.
-            if batch_size is not None:
-                kwargs["batch_size"] = batch_size
-            return self._model.evaluate(x, y, return_dict=return_dict, **kwargs)
+            return self._model.evaluate(
+                x,
+                y,
+                batch_size=batch_size,
+                verbose=verbose,
+                sample_weight=sample_weight,
+                steps=steps,
+                callbacks=callbacks,
+                return_dict=return_dict,
+                **kwargs,
+            )
 
-        x, y = _keras_arguments(self._name, "evaluate", kwargs, x, y, batch_size)
+        x, y = _keras_arguments(
+            where,
+            x,
+            y,
+            batch_size=batch_size,
+            steps=steps,
+            callbacks=callbacks,
+            sample_weight=sample_weight,
+            unknown=kwargs,
+        )
         classes = output_columns(self._model)
         if y is not None and classes is not None:
             # Labels given apart from the inputs fail here, before a long forward pass.
@@ -275,6 +326,19 @@ class TrackedModel:
         return result
 
 
+def _check_name_argument(value: Any, argument: str, where: str, default: str) -> None:
+    """Raises `DLCoverageError` unless `value`, the name given as `argument`, is `None`
+    (for `default`) or a string that is not blank: names are report keys, sorted and
+    shown, so a number or a blank would break the report or show nothing."""
+    if value is None or (isinstance(value, str) and value.strip()):
+        return
+    kind = "" if isinstance(value, str) else f" of type {type(value).__name__}"
+    raise DLCoverageError(
+        f"{where}: expected {argument} as a non-blank string, or None for {default}; "
+        f"received {argument}={value!r}{kind}"
+    )
+
+
 def _required(labels: Any, name: str) -> Any:
     """Returns `labels`, which `evaluate` of model `name` cannot do without."""
     if labels is None:
@@ -286,17 +350,28 @@ def _required(labels: Any, name: str) -> Any:
 
 
 def _keras_arguments(
-    name: str, method: str, kwargs: dict[str, Any], x: Any, y: Any, batch_size: int | None
+    where: str,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int | None,
+    steps: Any,
+    callbacks: list | None,
+    sample_weight: Any = None,
+    unknown: dict[str, Any],
 ) -> tuple[Any, Any]:
-    """Checks the keyword arguments of `keras.Model.predict` or `evaluate` that a tracked
-    model's own forward pass received, and applies `steps`.
+    """Checks the arguments of `keras.Model.predict` or `evaluate` that a tracked model's
+    own forward pass received, and applies `steps`. (`verbose` needs no check: there is
+    no progress bar to show or hide.)
 
     Args:
-        name: the model's name, for messages.
-        method: "predict" or "evaluate".
-        kwargs: the keyword arguments besides `suite`, `batch_size` and `return_dict`.
+        where: which call of which model, for messages.
         x, y: the inputs and labels.
         batch_size: inputs per batch, as given.
+        steps: the number of batches to read, or `None` for all.
+        callbacks: must be empty.
+        sample_weight: must be `None`.
+        unknown: keyword arguments neither Keras' method nor the tracked model names.
 
     Returns:
         `x` and `y`, cut to the first `steps` batches when `steps` is given.
@@ -304,12 +379,6 @@ def _keras_arguments(
     Raises:
         DLCoverageError: an argument that cannot be honoured, or that Keras does not know.
     """
-    kwargs = dict(kwargs)
-    kwargs.pop("verbose", None)  # there is no progress bar to show or hide
-    steps = kwargs.pop("steps", None)
-    callbacks = kwargs.pop("callbacks", None)
-    sample_weight = kwargs.pop("sample_weight", None) if method == "evaluate" else None
-    where = f"{method} of tracked model {name!r}"
     if callbacks:
         raise DLCoverageError(
             f"{where} makes its own forward pass and runs no Keras callbacks; expected "
@@ -322,13 +391,13 @@ def _keras_arguments(
             f"of shape {np.shape(sample_weight)} (weighted values: tracked.model.evaluate, "
             "which records nothing)"
         )
-    if kwargs:
-        known = "suite, batch_size, verbose, steps and callbacks"
-        if method == "evaluate":
-            known = "y, suite, batch_size, verbose, steps, callbacks, sample_weight, return_dict"
+    if unknown:
+        known = "batch_size, verbose, steps, callbacks and suite"
+        if where.startswith("evaluate"):
+            known = "y, batch_size, verbose, sample_weight, steps, callbacks, return_dict and suite"
         raise DLCoverageError(
             f"{where} accepts the keyword arguments {known}; "
-            f"received also {', '.join(sorted(kwargs))}"
+            f"received also {', '.join(sorted(unknown))}"
         )
     return _first_steps(x, y, steps, batch_size)
 
@@ -481,15 +550,24 @@ class CoverageTracker:
 
         Args:
             model: a built Keras model with one input and one output.
-            name: the model's name in the reports; by default `model.name`.
+            name: the model's name in the reports, a non-blank string; by default
+                `model.name`.
             train: the training data, `(x_train, y_train)` or `x_train` alone (IDC needs
                 the labels); required when coverage is on.
-            baseline: the name of the tracked model this one is compared with.
+            baseline: the name of the tracked model this one is compared with, a
+                non-blank string, or `None` for none.
             layers: names of the measured layers; by default the post-activation layers.
 
         Returns:
             A `TrackedModel`; with coverage off, one that only forwards to `model`.
+
+        Raises:
+            DLCoverageError: `name` or `baseline` neither a non-blank string nor `None`
+                (with coverage off too, so that a suite fails the same way with it on);
+                with coverage on, no `train`, or a name tracked for another model.
         """
+        _check_name_argument(name, "name", "dl_coverage.track", "the model's own name")
+        _check_name_argument(baseline, "baseline", "dl_coverage.track", "no baseline")
         name = name if name is not None else str(getattr(model, "name", "model"))
         if not self.enabled:
             return TrackedModel(model, name, None)

@@ -363,6 +363,10 @@ def test_a_fall_limit_without_a_model_in_both_reports_fails(tmp_path):
         ('{"models": {}}', "is not a pytest-dlcoverage JSON report"),
         ('{"schema": 2, "models": {}}', "schema 2"),
         ('{"schema": 1, "models": {"m": {"criteria": {"nc": {"covered": 1}}}}}', "malformed"),
+        # JSON's true equals 1 in Python, and "1" is no number: neither is schema 1.
+        ('{"schema": true, "models": {}}', r"schema true;.*reads schema 1 \(an integer\)"),
+        ('{"schema": "1", "models": {}}', r"schema \"1\";"),
+        ('{"schema": 1.0, "models": {}}', r"schema 1.0;"),
     ],
 )
 def test_unusable_compared_reports_are_refused(tmp_path, content, message):
@@ -371,6 +375,38 @@ def test_unusable_compared_reports_are_refused(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(DLCoverageError, match=message):
         jsonreport.load_previous(path)
+
+
+@pytest.mark.parametrize(
+    ("covered", "total", "message"),
+    [
+        # Neither truncated nor converted: a count that is not an integer is refused.
+        (2.9, 28, r'models\["m"\].criteria\["nc"\].covered: .*non-negative integer; received 2.9'),
+        (2, "28", r'\["nc"\].total: expected a non-negative integer; received "28"'),
+        (True, 28, r"\.covered: expected a non-negative integer; received true"),
+        (2, False, r"\.total: expected a non-negative integer; received false"),
+        (-1, 28, r"\.covered: expected a non-negative integer; received -1"),
+        (None, 28, r"\.covered: expected a non-negative integer; received null"),
+        (29, 28, r'\["nc"\]: expected covered <= total; received covered=29, total=28'),
+    ],
+)
+def test_compared_counts_must_be_counts(tmp_path, covered, total, message):
+    path = tmp_path / "prev.json"
+    entry = {"covered": covered, "total": total}
+    path.write_text(json.dumps({"schema": 1, "models": {"m": {"criteria": {"nc": entry}}}}))
+    with pytest.raises(DLCoverageError, match=message):
+        jsonreport.load_previous(path)
+
+
+def test_a_malformed_compared_report_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    previous = pytester.path / "previous.json"
+    entry = {"covered": 2.9, "total": "28"}
+    previous.write_text(json.dumps({"schema": 1, "models": {"m": {"criteria": {"nc": entry}}}}))
+    result = pytester.runpytest("--dl-coverage", f"--dl-coverage-compare={previous}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    expected = 'models["m"].criteria["nc"].covered: expected a non-negative integer; received 2.9'
+    assert expected in result.stderr.str()
 
 
 # -- report formats ---------------------------------------------------------------------------

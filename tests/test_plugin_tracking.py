@@ -3,6 +3,8 @@ recording, pass-through, accuracy and what `evaluate` returns."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -252,6 +254,45 @@ def test_labels_of_another_form_are_refused_naming_what_was_received(recording, 
     assert suite_snapshot(tracker)[0] == 30 + 40 + 40
 
 
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        # Tied rows: their argmax would count every input as class 0.
+        (lambda y: np.full((40, 3), 0.5), r"40 of 40 rows .* row 0: \[0.5, 0.5, 0.5\] \(values"),
+        # Label smoothing.
+        (
+            lambda y: np.where(np.eye(3)[y] == 1, 0.95, 0.025),
+            r"min 0.025, max 0.95; 40 of 40 rows .* row 0: \[0.\d+, 0.\d+, 0.\d+\]",
+        ),
+        (lambda y: np.eye(3)[y] * [1, 1, 0], r"the first is row \d+: \[0, 0, 0\] \(0 ones\)"),
+        (lambda y: np.eye(3)[y] + [[1, 0, 0]] * (y[:, None] != 0), r"\(2 ones\)"),
+    ],
+)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_rows_that_are_not_one_hot_are_refused_naming_the_first(
+    recording, data, rows, message, compiled
+):
+    x, y = data
+    tracker, tracked, passes = recording
+    if compiled:
+        # The loss would refuse these labels too, with a message about the loss.
+        tracked.model.compile(loss="sparse_categorical_crossentropy")
+    before = suite_snapshot(tracker)
+    with pytest.raises(
+        DLCoverageError, match=r"expected one-hot labels of shape \(n, 3\)"
+    ) as error:
+        tracked.evaluate(x[40:80], rows(y[40:80]), suite="s")
+    assert re.search(message, str(error.value)) and "refused" not in str(error.value)
+    assert passes == [] and suite_snapshot(tracker) == before
+
+
+def test_one_hot_rows_are_checked_with_coverage_off(data):
+    x, y = data
+    tracked = CoverageTracker(None, None, RunningTest()).track(tiny_model(), name="m")
+    with pytest.raises(DLCoverageError, match=r"row 0: \[0.5, 0.5, 0.5\]"):
+        tracked.evaluate(x, np.full((120, 3), 0.5))
+
+
 def test_labels_inside_batches_are_checked_before_anything_is_recorded(recording, data):
     tf = pytest.importorskip("tensorflow")
     x, y = data
@@ -296,7 +337,8 @@ def test_a_single_sigmoid_output_takes_labels_0_and_1(tmp_path, data):
 def test_true_classes_by_hand():
     assert true_classes(np.array([2, 0, 1]), 3).tolist() == [2, 0, 1]
     assert true_classes(np.array([[2.0], [0.0]]), 3).tolist() == [2, 0]
-    assert true_classes(np.array([[0.1, 0.7, 0.2], [0.9, 0.1, 0.0]]), 3).tolist() == [1, 0]
+    assert true_classes(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), 3).tolist() == [1, 0]
+    assert true_classes(np.eye(3, dtype=bool)[[2, 0]], 3).tolist() == [2, 0]
     assert true_classes(np.array([True, False]), 1).tolist() == [1, 0]
     with pytest.raises(DLCoverageError, match="received labels of dtype int64 and shape"):
         true_classes(np.int64(1), 3)
@@ -347,10 +389,43 @@ def test_while_recording_keras_arguments_are_honoured_or_refused_by_name(tmp_pat
         tracked.predict(x[:10], callbacks=[keras.callbacks.Callback()])
     with pytest.raises(DLCoverageError, match="received also shuffle"):
         tracked.evaluate(x[:10], y[:10], shuffle=False)
-    # suite and batch_size are keyword-only.
-    with pytest.raises(TypeError):
-        tracked.predict(x[:10], 4)
     assert tracker.measurements.models["tiny"].suites["outside tests"].inputs == 20
+
+
+def test_the_arguments_before_suite_are_keras_own_in_its_order():
+    import inspect
+
+    def positional(method):
+        parameters = list(inspect.signature(method).parameters.values())[1:]  # no self
+        return [(p.name, p.default) for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    for method in ("predict", "evaluate"):
+        ours = inspect.signature(getattr(TrackedModel, method)).parameters["suite"]
+        assert ours.kind is ours.KEYWORD_ONLY
+        assert positional(getattr(TrackedModel, method)) == positional(getattr(keras.Model, method))
+
+
+def test_keras_positional_arguments_are_taken_with_coverage_off_and_on(tmp_path, data):
+    x, y = data
+    model = tiny_model()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    off = CoverageTracker(None, None, RunningTest()).track(model, name="m")
+    # x, batch_size, verbose, steps
+    np.testing.assert_array_equal(off.predict(x, 32, 0, 2), model.predict(x, 32, 0, 2))
+    # x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict
+    assert off.evaluate(x, y, 16, 0, None, None, None, True) == model.evaluate(
+        x, y, 16, 0, return_dict=True
+    )
+
+    tracker = tracker_on(tmp_path)
+    tracked = tracker.track(model, name="tiny", train=(x, y))
+    assert tracked.predict(x, 16, 0, 2, suite="p").shape == (32, 3)  # 2 steps of 16
+    result = tracked.evaluate(x[:10], y[:10], 4, 0, None, None, None, True, suite="e")
+    assert result.keys() == {"loss", "accuracy"}
+    with pytest.raises(DLCoverageError, match="sample_weight=None; received ndarray"):
+        tracked.evaluate(x[:10], y[:10], 4, 0, np.ones(10), suite="e")
+    suites = tracker.measurements.models["tiny"].suites
+    assert (suites["p"].inputs, suites["e"].inputs, suites["e"].labelled) == (32, 10, 10)
 
 
 def test_steps_read_what_keras_reads(tmp_path, data):
@@ -389,3 +464,61 @@ def test_a_keras_loss_refusing_the_labels_is_a_clear_error(recording, data):
     tracked.model.compile(loss="sparse_categorical_crossentropy")
     with pytest.raises(DLCoverageError, match=r"refused labels of shape \(40, 3\)"):
         tracked.evaluate(x[40:80], np.eye(3)[y[40:80]], suite="s")
+
+
+# -- names: suite, model name, baseline -------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", [123, "", "   ", ("a",), b"text"])
+def test_a_suite_that_is_no_name_is_refused_and_records_nothing(recording, data, suite):
+    from pytest_dlcoverage.session import build_report
+
+    x, y = data
+    tracker, tracked, passes = recording
+    tracked.predict(x[:10], suite="text")
+    before = suite_snapshot(tracker), suite_snapshot(tracker, "text")
+    passes.clear()
+    message = r"expected suite as a non-blank string, or None .*received suite=" + re.escape(
+        repr(suite)
+    )
+    with pytest.raises(DLCoverageError, match=message):
+        tracked.predict(x[:10], suite=suite)
+    with pytest.raises(DLCoverageError, match=message):
+        tracked.evaluate(x[:10], y[:10], suite=suite)
+    assert passes == [] and (suite_snapshot(tracker), suite_snapshot(tracker, "text")) == before
+    assert set(tracker.measurements.models["tiny"].suites) == {"s", "text"}
+    # The report, whose suites are sorted by name, can still be built.
+    report = build_report(tracker.measurements, ("nc",))
+    assert [s.name for s in report.models[0].suites] == ["s", "text"]
+
+
+def test_a_suite_that_is_no_name_is_refused_with_coverage_off_too(data):
+    x, y = data
+    tracked = CoverageTracker(None, None, RunningTest()).track(tiny_model(), name="m")
+    with pytest.raises(DLCoverageError, match=r"received suite=123 of type int"):
+        tracked.predict(x, suite=123)
+    with pytest.raises(DLCoverageError, match=r"received suite=''"):
+        tracked.evaluate(x, y, suite="")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"name": 5}, r"expected name as a non-blank string, or None for the model's own "),
+        ({"name": ""}, r"expected name as a non-blank string.*received name=''$"),
+        ({"name": " "}, r"received name=' '$"),
+        ({"baseline": 5}, r"expected baseline as a non-blank string, or None for no baseline"),
+        ({"baseline": ""}, r"received baseline=''$"),
+        ({"baseline": ["base"]}, r"received baseline=\['base'\] of type list$"),
+    ],
+)
+def test_track_refuses_a_name_or_baseline_that_is_no_name(
+    tmp_path, data, enabled, arguments, message
+):
+    x, y = data
+    tracker = tracker_on(tmp_path) if enabled else CoverageTracker(None, None, RunningTest())
+    with pytest.raises(DLCoverageError, match=r"^dl_coverage.track: .*" + message):
+        tracker.track(tiny_model(), train=(x, y), **arguments)
+    if enabled:
+        assert tracker.measurements.models == {}

@@ -77,6 +77,11 @@ def test_coverage_sum_and_text():
     assert str(Coverage(1, 3)) == "1/3 (33.33%)"
 
 
+def test_an_undefined_coverage_reads_n_a_without_a_percent_sign():
+    assert str(Coverage(0, 0)) == "0/0 (n/a)"
+    assert str(Coverage(0, 5)) == "0/5 (0%)"
+
+
 # -- NeuronLayout and ActivationBatch -------------------------------------------------
 
 

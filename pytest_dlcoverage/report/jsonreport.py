@@ -161,8 +161,9 @@ def load_previous(path: Path) -> PreviousReport:
     """Returns the models of the JSON report at `path`.
 
     Raises:
-        DLCoverageError: the file cannot be read, is not JSON, or is not a
-            pytest-dlcoverage report of schema `SCHEMA`.
+        DLCoverageError: the file cannot be read, is not JSON, is not a
+            pytest-dlcoverage report of schema `SCHEMA`, or holds a covered or total
+            that is not a count (a non-negative integer, at most total for covered).
     """
     what = f"--dl-coverage-compare: {path}"
     try:
@@ -176,24 +177,54 @@ def load_previous(path: Path) -> PreviousReport:
             f"{what} is not a pytest-dlcoverage JSON report; expected an object with "
             "'schema' and 'models'"
         )
-    if data["schema"] != SCHEMA:
+    schema = data["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema != SCHEMA:
         raise DLCoverageError(
-            f"{what} has report schema {data['schema']!r}; this version reads schema {SCHEMA}"
+            f"{what} has report schema {json.dumps(schema)}; this version reads schema "
+            f"{SCHEMA} (an integer)"
         )
     try:
         models = {
             str(name): PreviousModel(
                 {
-                    str(c): Coverage(int(v["covered"]), int(v["total"]))
+                    str(c): _previous_coverage(what, name, c, v)
                     for c, v in model["criteria"].items()
                 },
                 {str(c): dict(p) for c, p in model.get("params", {}).items()},
             )
             for name, model in data["models"].items()
         }
+    except DLCoverageError:
+        raise
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise DLCoverageError(
             f"{what} has a malformed 'models' section ({type(error).__name__}: {error}); "
             "expected covered and total integers per model and criterion"
         ) from None
     return PreviousReport(Path(path), models)
+
+
+def _previous_coverage(what: str, model: str, criterion: str, entry: Any) -> Coverage:
+    """Returns the coverage of `criterion` for `model` in an earlier report, from its
+    `entry` `{"covered": int, "total": int, ...}`.
+
+    Raises:
+        DLCoverageError: covered or total is not a non-negative integer (a bool, a float
+            or a string is refused, not truncated), or covered exceeds total.
+        KeyError, TypeError: `entry` is not an object with both keys.
+    """
+    where = f"{what}: models[{json.dumps(model)}].criteria[{json.dumps(criterion)}]"
+    counts = {}
+    for field in ("covered", "total"):
+        value = entry[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DLCoverageError(
+                f"{where}.{field}: expected a non-negative integer; received {json.dumps(value)}"
+            )
+        counts[field] = value
+    if counts["covered"] > counts["total"]:
+        raise DLCoverageError(
+            f"{where}: expected covered <= total; received covered={counts['covered']}, "
+            f"total={counts['total']}"
+        )
+    return Coverage(counts["covered"], counts["total"])
