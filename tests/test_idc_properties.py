@@ -13,12 +13,12 @@ from fractions import Fraction
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_idc import hand_profile
 
 from pytest_dlcoverage.criteria import Criterion
 from pytest_dlcoverage.criteria.idc import ImportanceDrivenCoverage
-from pytest_dlcoverage.importance import ImportanceProfile
-from pytest_dlcoverage.layout import ActivationBatch, NeuronLayout
-from pytest_dlcoverage.profile import RangeStats, TrainingProfile
+from pytest_dlcoverage.layout import ActivationBatch
+from pytest_dlcoverage.profile import TrainingProfile
 
 LAYER = "subject"
 # Centroids on a grid of quarters and activations often on a grid of eighths: midpoints
@@ -35,20 +35,6 @@ ANY = st.one_of(
 # A profile of 40 important neurons with 3 or 4 centroids each has more than 3**40
 # combinations, beyond int64, so its states keep their codes as Python integers.
 WIDE_M = 40
-
-
-def make_profile(important, centroids, neurons: int) -> TrainingProfile:
-    importance = ImportanceProfile(
-        subject_layer=LAYER,
-        m=len(important),
-        seed=0,
-        relevance=np.zeros(neurons),
-        important=important,
-        centroids=centroids,
-        inputs_used=100,
-    )
-    layout = NeuronLayout((LAYER,), (neurons,))
-    return TrainingProfile("random-idc", layout, RangeStats.empty(neurons), importance)
 
 
 @st.composite
@@ -75,7 +61,7 @@ def cases(draw, values=ANY) -> tuple[TrainingProfile, np.ndarray]:
             fine = rng.uniform(-5, 5, size=(rows, neurons))
         coarse = rng.choice(EIGHTHS, size=(rows, neurons))
         cells = np.where(rng.random((rows, neurons)) < 0.5, coarse, fine)
-        return make_profile(important, centroids, neurons), cells.astype(np.float32)
+        return hand_profile(centroids, important, neurons, LAYER), cells.astype(np.float32)
 
     m = draw(st.integers(1, 5))
     neurons = m + draw(st.integers(0, 3))
@@ -86,7 +72,7 @@ def cases(draw, values=ANY) -> tuple[TrainingProfile, np.ndarray]:
     ]
     cells = draw(st.lists(values, min_size=rows * neurons, max_size=rows * neurons))
     activations = np.array(cells, dtype=np.float32).reshape(rows, neurons)
-    return make_profile(important, centroids, neurons), activations
+    return hand_profile(centroids, important, neurons, LAYER), activations
 
 
 def measured(profile: TrainingProfile, *parts: np.ndarray) -> ImportanceDrivenCoverage:
