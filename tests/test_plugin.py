@@ -244,11 +244,12 @@ def test_malformed_values_are_usage_errors(pytester, args, ini, message):
 # -- report files -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("warnings_as_errors", [False, True])
-def test_a_report_that_cannot_be_written_does_not_stop_the_others(pytester, warnings_as_errors):
-    # No model is tracked, so this session does not import TensorFlow and runs fast.
+def run_json_term_markdown(pytester, json_path: str, warnings_as_errors: bool):
+    """Runs a one-test session without a tracked model (so without TensorFlow) that asks
+    for a JSON report at `json_path`, the terminal report and a Markdown report; checks
+    that the session ends normally with the terminal and Markdown reports, and returns
+    the result."""
     pytester.makepyfile("def test_fast():\n    pass\n")
-    (pytester.path / "blocker").write_text("a file where a folder should be")
     args = ["-W", "error"] if warnings_as_errors else []
     result = run(
         pytester,
@@ -256,15 +257,23 @@ def test_a_report_that_cannot_be_written_does_not_stop_the_others(pytester, warn
         "-p",
         "no:cacheprovider",
         *args,
-        "--dl-coverage-report=json:blocker/cov.json",
+        f"--dl-coverage-report=json:{json_path}",
         "--dl-coverage-report=term",
         "--dl-coverage-report=markdown:ok.md",
     )
-    # Only the report file failed, which fails no test, and the session ends normally.
+    # Only the JSON report failed, which fails no test, and the session ends normally.
     assert result.ret == 0, result.text
     assert "Traceback" not in result.text and "INTERNALERROR" not in result.text
     assert "## DL coverage" in (pytester.path / "ok.md").read_text()
     assert has_terminal_report(result)
+    return result
+
+
+@pytest.mark.parametrize("warnings_as_errors", [False, True])
+def test_a_report_that_cannot_be_written_does_not_stop_the_others(pytester, warnings_as_errors):
+    # No model is tracked, so this session does not import TensorFlow and runs fast.
+    (pytester.path / "blocker").write_text("a file where a folder should be")
+    result = run_json_term_markdown(pytester, "blocker/cov.json", warnings_as_errors)
     result.stdout.fnmatch_lines(
         [
             "No model was tracked*",
@@ -301,22 +310,7 @@ def broken(report, path):
 jsonreport.write = broken
 """
     )
-    pytester.makepyfile("def test_fast():\n    pass\n")
-    args = ["-W", "error"] if warnings_as_errors else []
-    result = run(
-        pytester,
-        "--dl-coverage",
-        "-p",
-        "no:cacheprovider",
-        *args,
-        "--dl-coverage-report=json:cov.json",
-        "--dl-coverage-report=term",
-        "--dl-coverage-report=markdown:ok.md",
-    )
-    assert result.ret == 0, result.text
-    assert "Traceback" not in result.text and "INTERNALERROR" not in result.text
-    assert "## DL coverage" in (pytester.path / "ok.md").read_text()
-    assert has_terminal_report(result)
+    result = run_json_term_markdown(pytester, "cov.json", warnings_as_errors)
     message = "cannot write json report to *cov.json: ValueError: Out of range float values*"
     result.stdout.fnmatch_lines(
         ["No model was tracked*", f"dl-coverage: {message}", "markdown report written to *ok.md"]
