@@ -257,15 +257,23 @@ def test_one_weight_one_pixel_one_label_or_one_setting_changes_the_fingerprint(d
     assert meter_of(dense).fingerprint(x, y) == base
 
 
+def fitted_in_one_cache(first, second, x, cache_dir):
+    """Fits `first`, then `second`, into one cache folder and checks that they got two
+    profiles, the second's equal to one built without the cache; returns both meters."""
+    first_meter = meter_of(first).fit(x, cache_dir=cache_dir)
+    second_meter = meter_of(second).fit(x, cache_dir=cache_dir)
+    assert first_meter.profile_.fingerprint != second_meter.profile_.fingerprint
+    assert len(list(cache_dir.iterdir())) == 2
+    uncached = meter_of(second).fit(x)
+    np.testing.assert_array_equal(second_meter.profile_.low, uncached.profile_.low)
+    np.testing.assert_array_equal(second_meter.profile_.high, uncached.profile_.high)
+    return first_meter, second_meter
+
+
 def test_models_of_the_same_name_with_other_weights_never_share_a_profile(features, tmp_path):
     x, _ = features
     first, second = dense_model(seed=21, name="net"), dense_model(seed=22, name="net")
-    first_meter = meter_of(first).fit(x, cache_dir=tmp_path)
-    second_meter = meter_of(second).fit(x, cache_dir=tmp_path)
-    assert first_meter.profile_.fingerprint != second_meter.profile_.fingerprint
-    assert len(list(tmp_path.iterdir())) == 2
-    uncached = meter_of(second).fit(x)
-    np.testing.assert_array_equal(second_meter.profile_.high, uncached.profile_.high)
+    first_meter, second_meter = fitted_in_one_cache(first, second, x, tmp_path)
     assert not np.array_equal(second_meter.profile_.high, first_meter.profile_.high)
 
 
@@ -317,12 +325,7 @@ def test_a_model_differing_only_in_activation_does_not_load_the_others_cached_pr
     elu = dense_model(seed=23, activation="elu")
     for mine, theirs in zip(relu.weights, elu.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-    relu_meter = meter_of(relu).fit(x, cache_dir=tmp_path)
-    elu_meter = meter_of(elu).fit(x, cache_dir=tmp_path)
-    assert elu_meter.profile_.fingerprint != relu_meter.profile_.fingerprint
-    assert len(list(tmp_path.iterdir())) == 2
-    uncached = meter_of(elu).fit(x)
-    np.testing.assert_array_equal(elu_meter.profile_.low, uncached.profile_.low)
+    relu_meter, elu_meter = fitted_in_one_cache(relu, elu, x, tmp_path)
     assert elu_meter.profile_.low.min() < 0 <= relu_meter.profile_.low.min()
 
 
